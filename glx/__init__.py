@@ -1,0 +1,14 @@
+"""glx: a workbook for Gradient Lexicase Selection (Ding & Spector, ICLR 2022).
+
+One module per concept of the paper, each importable alone:
+
+- ``glx.select``: selection operators on (candidates x cases) score matrices
+- ``glx.data``: datasets as tensors on the training device, augmentation on the device
+- ``glx.models``: the networks (``build(name, num_classes, input_shape)``)
+- ``glx.population``: p children of one parent, trained in one batched pass or a loop
+- ``glx.gls``: the generation loop (mutation, selection, record); SGD is the same loop with one child
+- ``glx.analysis``: activations, CKA, PCA, activation statistics
+- ``glx.viz``, ``glx.widgets``: plotly figures and ipywidgets panels for the notebooks
+"""
+
+__version__ = "0.1.0"

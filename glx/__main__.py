@@ -1,0 +1,115 @@
+"""Command line: ``python -m glx train ...`` runs GLS or SGD and writes a JSON record.
+
+    python -m glx train --method gls --dataset digits --model mlp --pop 4 --generations 40 \
+        --seed 0 --out run.json
+    python -m glx train --method sgd --dataset digits --model mlp --generations 10 --out sgd.json
+    python -m glx budget --epochs 200 --pop 4
+
+Every field of :class:`glx.gls.Config` is a flag (``--momentum-policy inherit``,
+``--tie-rule as_released``, ``--selection-data holdout``, ``--checkpoint ck.pt --resume``...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+from glx import gls
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _optional(kind):  # "none" -> None, otherwise kind(text)
+    def parse(text: str):
+        return None if text.strip().lower() in ("none", "auto") else kind(text)
+    return parse
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field, typed from its annotation, defaulting to the Config default."""
+    hints = typing.get_type_hints(gls.Config)
+    for f in dataclasses.fields(gls.Config):
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        base = next((a for a in args if a is not type(None)), hint)
+        if base is bool and type(None) not in args:
+            parser.add_argument(flag, nargs="?", const=True, default=f.default, type=_parse_bool,
+                                metavar="BOOL")
+            continue
+        kind = {bool: _parse_bool, int: int, float: float, str: str}.get(base, str)
+        parse = _optional(kind) if type(None) in args else kind
+        parser.add_argument(flag, type=parse, default=f.default,
+                            metavar=f.name.upper())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m glx", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train GLS or SGD and write a JSON record")
+    _add_config_flags(train)
+    train.add_argument("--paper-epochs", type=int, default=None,
+                       help="set the budget from epochs: gls -> epochs x (pop+1) generations "
+                            "(the paper's), sgd -> epochs")
+    train.add_argument("--out", type=Path, default=None, help="write the run record here (JSON)")
+    train.add_argument("--save-model", type=Path, default=None,
+                       help="save the final parent's state_dict here")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    budget = sub.add_parser("budget", help="print the paper's GLS budget and matched SGD epochs")
+    budget.add_argument("--epochs", type=int, required=True)
+    budget.add_argument("--pop", type=int, default=4)
+
+    args = parser.parse_args(argv)
+    if args.command == "budget":
+        generations = gls.paper_generations(args.epochs, args.pop)
+        print(json.dumps({
+            "gls_generations": generations,
+            "sgd_epochs": {m: gls.sgd_epochs(generations, args.pop, m) for m in gls.MATCHES},
+        }, indent=1))
+        return 0
+
+    fields = {f.name for f in dataclasses.fields(gls.Config)}
+    cfg = gls.Config(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.paper_epochs is not None:
+        cfg.generations = (gls.paper_generations(args.paper_epochs, cfg.pop)
+                           if cfg.method == "gls" else args.paper_epochs)
+    try:
+        trainer = gls.Trainer(cfg)
+        run = trainer.run(progress=not args.quiet)
+    except gls.NonFiniteLoss as err:
+        print(f"error: {err}", file=sys.stderr)
+        if args.out:
+            record = {"config": cfg.to_dict(), "history": err.history, "test_accuracy": None,
+                      "wall_seconds": None, "error": str(err)}
+            args.out.write_text(json.dumps(record, indent=1))
+        return 1
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.out:
+        run.save(args.out)
+    if args.save_model:
+        import torch
+
+        args.save_model.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(run.model.state_dict(), args.save_model)
+    print(json.dumps({"test_accuracy": run.test_accuracy, "wall_seconds": round(run.wall_seconds, 2),
+                      "generations": len(run.history), "path": run.path, "device": run.device}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

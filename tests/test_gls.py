@@ -1,0 +1,306 @@
+"""The generation loop: mutation, selection, records, budgets, checkpoints, bad configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from glx import data as gdata
+from glx import gls
+from glx.population import Population
+
+TIMING = set(gls.TIMING_KEYS)
+
+
+def _strip_timing(history):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in history]
+
+
+def _synthetic():
+    return gdata.synthetic(n_train=512, n_test=256, num_classes=4, shape=(1, 8, 8), seed=0)
+
+
+def small(**kw) -> gls.Config:
+    base = dict(dataset="digits", model="mlp", pop=4, generations=4, eval_every=2, seed=0,
+                device="cpu")
+    base.update(kw)
+    return gls.Config(**base)
+
+
+def test_gls_learns_digits():
+    run = gls.train(small(generations=12, eval_every=4), progress=False)
+    assert run.test_accuracy is not None and run.test_accuracy > 0.85, run.test_accuracy
+    assert len(run.history) == 12
+    accs = [r["test_acc"] for r in run.history if r["test_acc"] is not None]
+    assert len(accs) == 3
+    assert run.path in ("batched", "looped")
+
+
+def test_children_parts_are_disjoint_and_cover_the_epoch():
+    trainer = gls.Trainer(small(batch_size=32))
+    trainer.step()
+    owner = trainer._owner
+    n, p = trainer.data.n_train, trainer.cfg.pop
+    assert owner.shape == (n,)
+    assigned = owner[owner >= 0]
+    # every image has at most one child; fewer than p images of the epoch are left out
+    assert (owner >= -1).all() and (owner < p).all()
+    assert n - assigned.numel() < p
+    counts = torch.bincount(assigned, minlength=p)
+    assert (counts == counts[0]).all(), counts
+
+
+def test_round_robin_dealing_matches_the_epoch_permutation():
+    trainer = gls.Trainer(small(batch_size=16))
+    state = trainer.g_shuffle.get_state()
+    perm = gdata.epoch_permutation(trainer.data.n_train,
+                                   torch.Generator().set_state(state))
+    trainer.step()
+    p, b = 4, 16
+    # batch k of the epoch (perm[k*b:(k+1)*b]) belongs to child k mod p
+    for k in range(6):
+        assert (trainer._owner[perm[k * b:(k + 1) * b]] == k % p).all()
+
+
+def test_selection_scores_only_until_resolved():
+    trainer = gls.Trainer(small(chunk=16))
+    rec = trainer.step()
+    n = trainer.data.n_train
+    assert 1 <= rec["cases_used"] <= rec["cases_scored"] < n
+    # chunks double (16, 32, 64, ...): the last chunk pulled is the one holding the deciding case
+    pulled, size = 0, 16
+    while pulled < rec["cases_used"]:
+        pulled, size = pulled + size, size * 2
+    assert rec["cases_scored"] == pulled
+
+
+def test_winner_becomes_next_parent(monkeypatch):
+    cfg = small(model="cnn", generations=2)
+    trainer = gls.Trainer(cfg)
+    before = {}
+    original = Population.adopt
+
+    def spy(self, winner, momentum_policy="reset"):
+        before["children"] = [
+            {k: v.clone() for k, v in self.child_module(i).state_dict().items()}
+            for i in range(self.p)
+        ]
+        before["winner"] = winner
+        return original(self, winner, momentum_policy)
+
+    monkeypatch.setattr(Population, "adopt", spy)
+    rec = trainer.step()
+    assert rec["winner"] == before["winner"]
+    expected = before["children"][rec["winner"]]
+    assert any("running_mean" in k for k in expected), "model should carry BatchNorm buffers"
+    for i in range(cfg.pop):
+        got = trainer.population.child_module(i).state_dict()
+        for k, v in expected.items():
+            assert torch.equal(got[k], v), (i, k)
+    parent = trainer.population.parent_module().state_dict()
+    for k, v in expected.items():
+        assert torch.equal(parent[k], v), k
+
+
+@pytest.mark.parametrize("policy", ["reset", "inherit"])
+def test_momentum_policy_reaches_adopt(monkeypatch, policy):
+    seen = []
+    original = Population.adopt
+
+    def spy(self, winner, momentum_policy="reset"):
+        seen.append(momentum_policy)
+        return original(self, winner, momentum_policy)
+
+    monkeypatch.setattr(Population, "adopt", spy)
+    gls.Trainer(small(momentum_policy=policy)).step()
+    assert seen == [policy]
+
+
+def test_sgd_is_the_same_loop_with_one_child(monkeypatch):
+    calls = {"train_step": [], "lexicase_stream": 0}
+    original = Population.train_step
+
+    def spy(self, x, y, lr):
+        calls["train_step"].append((self.p, tuple(x.shape[:2])))
+        return original(self, x, y, lr)
+
+    monkeypatch.setattr(Population, "train_step", spy)
+    import glx.select as gselect
+    stream = gselect.lexicase_stream
+
+    def count(*a, **k):
+        calls["lexicase_stream"] += 1
+        return stream(*a, **k)
+
+    monkeypatch.setattr(gselect, "lexicase_stream", count)
+    sgd = gls.Trainer(small(method="sgd", batch_size=128, generations=1))
+    assert sgd.cfg.pop == 1 and sgd.cfg.momentum_policy == "inherit"
+    rec = sgd.step()
+    n = sgd.data.n_train
+    assert all(p == 1 for p, _ in calls["train_step"])
+    assert sum(b for _, (_, b) in calls["train_step"]) == n  # one full epoch
+    assert calls["lexicase_stream"] == 0 and rec["winner"] == 0 and rec["cases_used"] == 0
+    calls["train_step"].clear()
+    gls.Trainer(small(generations=1)).step()
+    assert all(p == 4 for p, _ in calls["train_step"]) and calls["lexicase_stream"] == 1
+
+
+def test_same_seed_gives_identical_runs():
+    a = gls.train(small(model="cnn"), progress=False)
+    b = gls.train(small(model="cnn"), progress=False)
+    assert _strip_timing(a.history) == _strip_timing(b.history)
+    for (k, v), (_, w) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(v, w), k
+    c = gls.train(small(model="cnn", seed=1), progress=False)
+    assert [r["child_loss"] for r in c.history] != [r["child_loss"] for r in a.history]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    ck = tmp_path / "ck.pt"
+    full = gls.train(small(model="cnn", generations=6), progress=False)
+    part = gls.Trainer(small(model="cnn", generations=6, checkpoint=str(ck), checkpoint_every=2))
+    for _ in range(4):
+        part.step()
+    resumed = gls.Trainer(small(model="cnn", generations=6, checkpoint=str(ck), resume=True))
+    assert resumed.generation == 4
+    run = resumed.run(progress=False)
+    assert _strip_timing(run.history) == _strip_timing(full.history)
+    for (k, v), (_, w) in zip(run.model.state_dict().items(), full.model.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    ck = tmp_path / "ck.pt"
+    gls.Trainer(small(generations=2, checkpoint=str(ck), checkpoint_every=1)).step()
+    with pytest.raises(ValueError, match="different config"):
+        gls.Trainer(small(generations=2, checkpoint=str(ck), resume=True, lr=0.05))
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(selection="random"),
+    dict(selection="tournament", tournament_size=2),
+    dict(selection="best_aggregate", aggregate_cases=200),
+    dict(selection="eps_lexicase"),
+    dict(tie_rule="eliminate_all"),
+    dict(tie_rule="as_released"),
+    dict(selection_data="augmented"),
+    dict(selection_data="holdout", holdout_fraction=0.2),
+    dict(momentum=0.0),
+    dict(independent_init=True),
+    dict(schedule="constant"),
+])
+def test_every_option_runs(overrides):
+    run = gls.train(small(generations=2, **overrides), progress=False)
+    assert len(run.history) == 2
+    rec = run.history[-1]
+    assert 0 <= rec["winner"] < 4
+    assert math.isfinite(rec["train_loss"]) and rec["test_acc"] is not None
+    if overrides.get("selection_data") == "holdout":
+        assert rec["winner_trained_on_deciding"] is None
+
+
+def test_holdout_is_kept_out_of_mutation():
+    trainer = gls.Trainer(small(selection_data="holdout", holdout_fraction=0.25))
+    full = gdata.load("digits")
+    assert trainer.data.n_train + trainer.data.y_holdout.shape[0] == full.y_train.shape[0]
+
+
+def test_learning_rate_schedule_and_budgets():
+    cfg = small(generations=10, lr=0.1)
+    lrs = [gls.learning_rate(cfg, g) for g in range(10)]
+    assert lrs[0] == pytest.approx(0.1) and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[-1] > 0
+    assert gls.paper_generations(200, 4) == 1000
+    assert gls.sgd_epochs(1000, 4, "epochs") == 200
+    assert gls.sgd_epochs(1000, 4, "lineage") == 250
+    assert gls.sgd_epochs(1000, 4, "compute") == 1000
+    with pytest.raises(ValueError, match="match"):
+        gls.sgd_epochs(1000, 4, "flops")
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (dict(pop=0), "pop"),
+    (dict(lr=0.0), "lr"),
+    (dict(lr=-1.0), "lr"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(momentum=-0.1), "momentum"),
+    (dict(generations=0), "generations"),
+    (dict(selection="roulette"), "selection"),
+    (dict(tie_rule="lenient"), "tie_rule"),
+    (dict(momentum_policy="keep"), "momentum_policy"),
+    (dict(model="transformer"), "model"),
+    (dict(dataset="imagenet"), "imagenet"),
+    (dict(batch_size=500), "batch_size"),
+    (dict(selection="tournament", tournament_size=9), "tournament_size"),
+])
+def test_bad_config_names_the_value(overrides, name):
+    with pytest.raises(ValueError, match=name):
+        gls.Trainer(small(**overrides))
+
+
+class _Flaky(torch.nn.Module):
+    """A linear model whose outputs turn NaN once ``_Flaky.poisoned`` is set."""
+
+    poisoned = False
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        out = self.lin(x.flatten(1))
+        return out * float("nan") if _Flaky.poisoned else out
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    ck = tmp_path / "ck.pt"
+    cfg = small(generations=6, checkpoint=str(ck), checkpoint_every=1, path="looped")
+    _Flaky.poisoned = False
+    trainer = gls.Trainer(cfg, model_fn=_Flaky)
+    trainer.step()
+    trainer.step()
+    _Flaky.poisoned = True
+    try:
+        with pytest.raises(gls.NonFiniteLoss, match="nan") as err:
+            trainer.step()
+    finally:
+        _Flaky.poisoned = False
+    assert len(err.value.history) == 2
+    kept = torch.load(ck, weights_only=False)
+    assert kept["generation"] == 2 and len(kept["history"]) == 2
+
+
+def test_bring_your_own_model_and_tensors():
+    ds = _synthetic()
+    flat = (ds.x_train.flatten(1), ds.y_train, ds.x_test.flatten(1), ds.y_test)
+    made = []
+
+    def model_fn():
+        made.append(1)
+        return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                   torch.nn.Linear(32, 4))
+
+    run = gls.train(small(generations=16, eval_every=16), data=flat, model_fn=model_fn,
+                    progress=False)
+    assert made and run.test_accuracy > 0.5
+
+
+def test_callback_stops_early_and_iterate_yields_records():
+    def stop_at_two(record, trainer):
+        return record["generation"] == 1
+
+    run = gls.train(small(generations=10), callbacks=[stop_at_two], progress=False)
+    assert run.stopped_early and len(run.history) == 2 and run.test_accuracy is not None
+    records = list(gls.iterate(small(generations=3)))
+    assert [r["generation"] for r in records] == [0, 1, 2]
+
+
+def test_config_round_trip_and_unknown_keys():
+    cfg = small(tie_rule="as_released")
+    assert gls.Config.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown config keys"):
+        gls.Config.from_dict({**cfg.to_dict(), "popsize": 3})
+    assert dataclasses.replace(cfg, method="sgd").pop == 1
