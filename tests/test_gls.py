@@ -152,7 +152,7 @@ def test_same_seed_gives_identical_runs():
     a = gls.train(small(model="cnn"), progress=False)
     b = gls.train(small(model="cnn"), progress=False)
     assert _strip_timing(a.history) == _strip_timing(b.history)
-    for (k, v), (_, w) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+    for (k, v), (_, w) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
         assert torch.equal(v, w), k
     c = gls.train(small(model="cnn", seed=1), progress=False)
     assert [r["child_loss"] for r in c.history] != [r["child_loss"] for r in a.history]
@@ -168,7 +168,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed.generation == 4
     run = resumed.run(progress=False)
     assert _strip_timing(run.history) == _strip_timing(full.history)
-    for (k, v), (_, w) in zip(run.model.state_dict().items(), full.model.state_dict().items()):
+    for (k, v), (_, w) in zip(run.model.state_dict().items(), full.model.state_dict().items(), strict=True):
         assert torch.equal(v, w), k
 
 
@@ -211,7 +211,7 @@ def test_holdout_is_kept_out_of_mutation():
 def test_learning_rate_schedule_and_budgets():
     cfg = small(generations=10, lr=0.1)
     lrs = [gls.learning_rate(cfg, g) for g in range(10)]
-    assert lrs[0] == pytest.approx(0.1) and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[0] == pytest.approx(0.1) and all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
     assert lrs[-1] > 0
     assert gls.paper_generations(200, 4) == 1000
     assert gls.sgd_epochs(1000, 4, "epochs") == 200
