@@ -124,7 +124,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"wall {row['wall_seconds'] and round(row['wall_seconds'], 1)} s "
                   f"(rc {proc.returncode}, {time.perf_counter() - t_start:.0f} s with startup)",
                   flush=True)
+            write_summary(args, done)  # after every run, so a cut-off call still leaves one
 
+    print(write_summary(args, done))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0 if all(r["rc"] == 0 for r in done) else 1
+
+
+def write_summary(args: argparse.Namespace, done: list[dict]) -> str:
+    """Write ``summary.json`` under ``--out`` and return the markdown table of the arms."""
     summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "device": _device(), "runs": done, "arms": {}}
     lines = ["| model | arm | budget | n | test acc % (mean ± std) | wall s / run |",
@@ -143,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {args.model} | {arm} | {gens} {unit} | {len(accs)} | "
                      f"{mean:.2f} ± {std:.2f} | {wall:.0f} |")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print("\n".join(lines))
-    print(f"total {time.perf_counter() - t0:.0f} s")
-    return 0 if all(r["rc"] == 0 for r in done) else 1
+    return "\n".join(lines)
 
 
 def _device() -> str:

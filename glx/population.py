@@ -92,6 +92,26 @@ def _channels_last(t: Tensor) -> Tensor:
     return t.movedim(-3, -1).contiguous().movedim(-1, -3)
 
 
+def _batchnorm_in_float32(module: nn.Module) -> None:
+    """Run every BatchNorm of ``module`` on float32 inputs, returning the input's dtype.
+
+    Under ``vmap`` with bf16 autocast on CUDA, batch norm's batching rule requires the input
+    and the (float32) running statistics to share a dtype; computing the normalisation in
+    float32 is also what autocast does outside vmap, and the cast back keeps activations bf16.
+    """
+    def pre(m: nn.Module, args: tuple) -> tuple:
+        m._glx_dtype = args[0].dtype
+        return (args[0].float(), *args[1:])
+
+    def post(m: nn.Module, args: tuple, out: Tensor) -> Tensor:
+        return out.to(m._glx_dtype)
+
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.register_forward_pre_hook(pre)
+            m.register_forward_hook(post)
+
+
 def _check_index(value: int | Tensor, p: int, name: str) -> int:
     """A child index in [0, p) as an int (a one-element integer tensor is accepted)."""
     if isinstance(value, Tensor):
@@ -198,6 +218,10 @@ class Population:
         # A private copy that never trains: the module `functional_call` runs (batched path) and
         # the pattern that `parent_module`/`child_module` copy.
         self._template = copy.deepcopy(models[0])
+        # What child_module and the looped path copy: the template without the hooks below.
+        self._pattern = copy.deepcopy(models[0])
+        if self.amp:
+            _batchnorm_in_float32(self._template)
 
         # "auto" on CUDA tries batched lazily (no data exists yet) and may fall back.
         self._auto_pending = False
@@ -313,7 +337,7 @@ class Population:
     def _to_looped(self, reason: str) -> None:
         """Switch a batched population to the looped path, keeping all of its state."""
         sd = self.state_dict()
-        models = [copy.deepcopy(self._template) for _ in range(self.p)]
+        models = [copy.deepcopy(self._pattern) for _ in range(self.p)]
         self._sparams, self._sbuffers, self._smom = [], [], None
         self._init_looped(models)
         self.path, self.path_reason = "looped", reason
@@ -534,7 +558,7 @@ class Population:
     def child_module(self, i: int) -> nn.Module:
         """A plain module (a copy, on the device, in eval mode) holding child i's state."""
         i = _check_index(i, self.p, "i")
-        module = copy.deepcopy(self._template)
+        module = copy.deepcopy(self._pattern)
         _copy_state_into(module, *self._child_state(i))
         return module.eval()
 
