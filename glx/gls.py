@@ -325,6 +325,10 @@ class Trainer:
         self.g_shuffle = torch.Generator(device=self.device).manual_seed(_seed(cfg.seed, 1))
         self.g_augment = torch.Generator(device=self.device).manual_seed(_seed(cfg.seed, 2))
         self.g_select = torch.Generator().manual_seed(_seed(cfg.seed, 3))
+        # Augmented selection images get their own stream, so selecting on augmented images
+        # leaves the mutation's augmentations as they are with clean selection (paired arms).
+        self.g_select_augment = torch.Generator(device=self.device).manual_seed(
+            _seed(cfg.seed, 4))
         self.generation = 0
         self.history: list[dict[str, Any]] = []
         self._chunk = cfg.chunk or 64
@@ -424,7 +428,7 @@ class Trainer:
         if source == "clean":
             return data.n_train, data.clean_batch
         if source == "augmented":
-            return data.n_train, lambda idx: data.train_batch(idx, self.g_augment, augment=True)
+            return data.n_train, lambda idx: data.train_batch(idx, self.g_select_augment, augment=True)
         return int(data.y_holdout.shape[0]), data.holdout_batch
 
     def _select(self) -> dict[str, Any]:
@@ -534,6 +538,7 @@ class Trainer:
                 "shuffle": self.g_shuffle.get_state(),
                 "augment": self.g_augment.get_state(),
                 "select": self.g_select.get_state(),
+                "select_augment": self.g_select_augment.get_state(),
             },
             "chunk": self._chunk,
             "elapsed": self._elapsed,
@@ -553,6 +558,7 @@ class Trainer:
         self.g_shuffle.set_state(state["rng"]["shuffle"])
         self.g_augment.set_state(state["rng"]["augment"])
         self.g_select.set_state(state["rng"]["select"])
+        self.g_select_augment.set_state(state["rng"]["select_augment"])
         self._chunk = int(state["chunk"])
         self._elapsed = float(state["elapsed"])
         self.history = list(state["history"])

@@ -352,7 +352,8 @@ def scatter_pca(
 def winners(history: Sequence[Mapping[str, Any]], *, title: str | None = None) -> go.Figure:
     """Which child won each generation (top) and how many cases selection used (bottom).
 
-    A winner picked by the random fallback (``deciding_case`` is ``None``) is drawn as a cross.
+    A winner picked by the random fallback (the trainer's ``fallback`` flag, or a
+    ``deciding_case`` of ``None``) is drawn as a cross.
     """
     gens, wins, symbols, gens_c, cases = [], [], [], [], []
     for k, rec in enumerate(history):
@@ -360,7 +361,8 @@ def winners(history: Sequence[Mapping[str, Any]], *, title: str | None = None) -
         if rec.get("winner") is not None:
             gens.append(g)
             wins.append(int(rec["winner"]))
-            fallback = "deciding_case" in rec and rec["deciding_case"] is None
+            fallback = bool(rec.get("fallback")) or (
+                "deciding_case" in rec and rec["deciding_case"] is None)
             symbols.append("x" if fallback else "circle")
         if rec.get("cases_used") is not None:
             gens_c.append(g)

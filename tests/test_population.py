@@ -350,10 +350,12 @@ def test_state_dict_loads_across_paths_and_rejects_mismatch():
 # ----------------------------------------------------------------- paths
 
 
-def test_auto_path_on_cpu_is_looped_with_a_reason():
-    pop = Population(mlp, 2)
+def test_auto_path_on_cpu_follows_the_model_with_a_reason():
+    # benchmarks/bench_generation.py: on CPU vmap wins for dense layers, loses with conv/BN.
+    pop = Population(cnn, 2)
     assert pop.path == "looped"
     assert "auto" in pop.path_reason and "CPU" in pop.path_reason
+    assert Population(mlp, 2).path == "batched"
     explicit = Population(mlp, 2, path="batched")
     assert explicit.path == "batched"
     xs, ys = batches(1, p=2)

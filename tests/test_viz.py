@@ -133,6 +133,10 @@ def test_winners_and_selection_walk():
     assert list(fig.data[0].y) == [0, 1, 2, 0, 1]
     assert list(fig.data[0].marker.symbol) == ["circle", "x", "circle", "circle", "circle"]
     assert list(fig.data[1].y) == [3, 4, 5, 6, 7]
+    # The trainer's records say "fallback" rather than carrying a deciding_case.
+    trainer_like = [{"generation": 0, "winner": 2, "cases_used": 9, "fallback": True},
+                    {"generation": 1, "winner": 1, "cases_used": 3, "fallback": False}]
+    assert list(viz.winners(trainer_like).data[0].marker.symbol) == ["x", "circle"]
 
     scores = np.array([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1]])
     fig = viz.selection_walk(scores, order=[2, 0, 1], pools=[[0, 2], [0]])
