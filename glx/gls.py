@@ -572,7 +572,9 @@ class Trainer:
         os.replace(tmp, path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # CPU first: generator states must be CPU byte tensors; the population copies its
+        # tensors onto the device itself.
+        state = torch.load(path, map_location="cpu", weights_only=False)
         self.load_state_dict(state)
 
 
