@@ -37,6 +37,7 @@ from typing import Any
 import ipywidgets as W
 
 from glx import gls, viz
+from glx.viz import _in_kernel  # one definition of "inside a notebook kernel"
 
 __all__ = ["TrainingPanel", "training_panel", "SliderPanel", "slider_panel", "run_summary"]
 
@@ -44,16 +45,6 @@ __all__ = ["TrainingPanel", "training_panel", "SliderPanel", "slider_panel", "ru
 # GLS (one epoch of gradient work a generation) and SGD on the same axis.
 LIVE_KEYS = ("train_loss", "test_acc")
 LIVE_X = "epoch"
-
-
-def _in_kernel() -> bool:
-    """True inside a Jupyter kernel (where displaying something can reach a front end)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    ip = get_ipython()
-    return ip is not None and hasattr(ip, "kernel")
 
 
 def _display(obj: Any) -> None:
