@@ -81,6 +81,7 @@ import torch.nn.functional as F  # noqa: E402
 from glx import data as gdata  # noqa: E402
 from glx import gls  # noqa: E402
 from glx import models as gmodels  # noqa: E402
+from glx.population import keep_freed_memory  # noqa: E402
 
 CASES: dict[str, dict[str, str]] = {
     "digits-mlp": {"dataset": "digits", "model": "mlp"},
@@ -621,14 +622,17 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         ap.error(f"unknown cases {unknown}; choose from {list(CASES)}")
 
+    # The allocator setting every CPU Population makes, made first so that (b) gets it too.
+    kept = keep_freed_memory() if device.type == "cpu" else None
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    env = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+    env = {"keep_freed_memory": kept, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
            "python": platform.python_version(), "machine": platform.machine(),
            "processor": platform.processor(), "cpus": os.cpu_count(),
            "threads": torch.get_num_threads(), "device": str(device), "gpu": gpu,
            "argv": sys.argv[1:] if argv is None else argv}
     print(f"torch {env['torch']}, python {env['python']}, {env['cpus']} cpus, "
-          f"{env['threads']} threads, device {device}" + (f" ({gpu})" if gpu else ""))
+          f"{env['threads']} threads, device {device}" + (f" ({gpu})" if gpu else "")
+          + ("" if kept is None else f", keep_freed_memory {kept}"))
     peak = None
     if device.type == "cuda":
         peak = bf16_peak(device)

@@ -46,6 +46,8 @@ SELECTION_DATA = ("clean", "augmented", "holdout")
 MOMENTUM_POLICIES = ("reset", "inherit")
 SCHEDULES = ("cosine", "constant")
 MATCHES = ("epochs", "lineage", "compute")
+_SELECTION_KEYS = ("winner", "cases_used", "cases_scored", "deciding_child",
+                   "winner_trained_on_deciding", "fallback")
 # Fields that measure time: equal runs differ only in these.
 TIMING_KEYS = ("mutation_s", "selection_s", "eval_s", "wall_s")
 
@@ -214,6 +216,34 @@ def learning_rate(cfg: Config, generation: int) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * generation / cfg.generations))
 
 
+def deal(perm: torch.Tensor, pop: int, batch_size: int) -> list[torch.Tensor]:
+    """Deal one shuffled epoch to ``pop`` children: one ``(pop, b)`` index tensor per SGD step.
+
+    Batch k of the epoch (``perm[k*batch_size:(k+1)*batch_size]``) goes to child ``k mod pop``
+    (round-robin, as the released code), so in round r child c trains on batch ``r*pop + c``:
+    row c of the r-th tensor. The last, partial round is split evenly between the children
+    (``b < batch_size``); the fewer than ``pop`` images that do not divide sit out this epoch
+    (a new shuffle comes next generation). Every child thus takes the same number of steps on a
+    disjoint part of the epoch.
+    """
+    if perm.dim() != 1:
+        raise ValueError(f"perm must be one shuffled epoch of indices, got shape "
+                         f"{tuple(perm.shape)}")
+    if pop < 1 or batch_size < 1:
+        raise ValueError(f"pop={pop!r}, batch_size={batch_size!r}: both must be >= 1")
+    n = perm.numel()
+    if n < pop:
+        raise ValueError(f"an epoch of {n} images cannot be dealt to pop={pop} children")
+    rounds = n // (pop * batch_size)
+    plan = [perm[r * pop * batch_size:(r + 1) * pop * batch_size].view(pop, batch_size)
+            for r in range(rounds)]
+    tail = (n - rounds * pop * batch_size) // pop
+    if tail:
+        start = rounds * pop * batch_size
+        plan.append(perm[start:start + pop * tail].view(pop, tail))
+    return plan
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -334,51 +364,97 @@ class Trainer:
         self._chunk = cfg.chunk or 64
         self._elapsed = 0.0
         self._owner: torch.Tensor | None = None
+        self._pending: dict[str, Any] | None = None  # the generation between mutate and commit
         if cfg.resume and cfg.checkpoint and Path(cfg.checkpoint).exists():
             self.load_checkpoint(cfg.checkpoint)
 
     # -- one generation ------------------------------------------------------------------
 
     def step(self) -> dict[str, Any]:
-        """Run one generation (mutation, selection, adoption) and return its record."""
+        """Run one generation (mutation, selection, adoption) and return its record.
+
+        The same as ``mutate(); select(); commit()``: call those three yourself to look at the
+        children between mutation and adoption (chapter 6 keeps copies of them there).
+        """
+        # Phase-aware, so a generation interrupted after mutate() or select() (a user's
+        # interrupt in a notebook) is finished rather than mutated twice.
+        if self._pending is None:
+            self.mutate()
+        if "winner" not in self._pending:
+            self.select()
+        return self.commit()
+
+    def mutate(self) -> dict[str, Any]:
+        """Phase 1 of a generation: train every child on its share of one epoch (SubGD).
+
+        Returns ``{"lr", "child_loss", "child_acc", "mutation_s"}``. Raises `NonFiniteLoss`
+        when a child's loss is not finite (the population then holds the diverged children).
+        """
         if self.done:
             raise StopIteration("the run has used its budget of generations")
+        if self._pending is not None:
+            raise RuntimeError(f"generation {self.generation} is already mutated: call "
+                               "select() and commit() before mutating again")
         t0 = time.perf_counter()
-        cfg, g = self.cfg, self.generation
-        lr = learning_rate(cfg, g)
+        lr = learning_rate(self.cfg, self.generation)
         child_loss, child_acc = self._mutate(lr)
-        t1 = time.perf_counter()
         bad = [i for i, v in enumerate(child_loss) if not math.isfinite(v)]
         if bad:
             raise NonFiniteLoss(
-                f"generation {g}: training loss of child {bad[0]} is {child_loss[bad[0]]} "
-                f"(lr={lr:.4g}); the last good checkpoint and record are kept",
+                f"generation {self.generation}: training loss of child {bad[0]} is "
+                f"{child_loss[bad[0]]} (lr={lr:.4g}); the last good checkpoint and record are "
+                "kept",
                 list(self.history),
             )
+        self._pending = {"lr": lr, "child_loss": child_loss, "child_acc": child_acc,
+                         "mutation_s": time.perf_counter() - t0}
+        return dict(self._pending)
+
+    def select(self) -> dict[str, Any]:
+        """Phase 2: score the mutated children and pick the winner; nothing is adopted yet.
+
+        Returns the selection fields of the record (``winner``, ``cases_used``, ...) and
+        ``selection_s``.
+        """
+        if self._pending is None or "winner" in self._pending:
+            raise RuntimeError("select() comes once after mutate() in a generation")
+        t0 = time.perf_counter()
         sel = self._select()
-        self.population.adopt(sel["winner"], cfg.momentum_policy)
-        t2 = time.perf_counter()
+        sel["selection_s"] = time.perf_counter() - t0
+        self._pending.update(sel)
+        return dict(sel)
+
+    def commit(self) -> dict[str, Any]:
+        """Phase 3: copy the winner into every child, evaluate and checkpoint when due, and
+        return the generation's record."""
+        if self._pending is None or "winner" not in self._pending:
+            raise RuntimeError("commit() comes after mutate() and select()")
+        cfg, g, pend = self.cfg, self.generation, self._pending
+        t0 = time.perf_counter()
+        self.population.adopt(pend["winner"], cfg.momentum_policy)
+        winner = pend["winner"]
         record: dict[str, Any] = {
             "generation": g,
             "epoch": g + 1,  # epochs of gradient work so far (pop children x 1/pop epoch each)
             "lineage_epoch": (g + 1) / cfg.pop,
-            "lr": lr,
-            "child_loss": child_loss,
-            "child_acc": child_acc,
-            "train_loss": child_loss[sel["winner"]],
-            "train_acc": child_acc[sel["winner"]],
-            **sel,
-            "mutation_s": t1 - t0,
-            "selection_s": t2 - t1,
+            "lr": pend["lr"],
+            "child_loss": pend["child_loss"],
+            "child_acc": pend["child_acc"],
+            "train_loss": pend["child_loss"][winner],
+            "train_acc": pend["child_acc"][winner],
+            **{k: v for k, v in pend.items() if k in _SELECTION_KEYS},
+            "mutation_s": pend["mutation_s"],
+            "selection_s": pend["selection_s"] + time.perf_counter() - t0,  # adoption included
             "test_acc": None,
             "eval_s": 0.0,
         }
+        self._pending = None
         self.generation += 1
         if self.generation % cfg.eval_every == 0 or self.done:
             t3 = time.perf_counter()
             record["test_acc"] = self.evaluate()
             record["eval_s"] = time.perf_counter() - t3
-        self._elapsed += time.perf_counter() - t0
+        self._elapsed += record["mutation_s"] + record["selection_s"] + record["eval_s"]
         record["wall_s"] = self._elapsed
         self.history.append(record)
         if cfg.checkpoint and (self.generation % cfg.checkpoint_every == 0 or self.done):
@@ -396,25 +472,17 @@ class Trainer:
     def _mutate(self, lr: float) -> tuple[list[float], list[float]]:
         """Subset gradient descent: deal one shuffled epoch to the children, batch by batch."""
         cfg, data, pop = self.cfg, self.data, self.population
-        p, batch = cfg.pop, cfg.batch_size
+        p = cfg.pop
         n = data.n_train
         perm = gdata.epoch_permutation(n, self.g_shuffle)
-        rounds = n // (p * batch)
-        # Batch k of the epoch goes to child k mod p (round-robin, as the released code), so in
-        # round r child c trains on batch r*p + c. The last partial round is split evenly; the
-        # fewer-than-p images that do not divide are left out of this epoch (a new shuffle next).
-        plan = [(r * p * batch, batch) for r in range(rounds)]
-        tail = (n - rounds * p * batch) // p
-        if tail:
-            plan.append((rounds * p * batch, tail))
         owner = torch.full((n,), -1, dtype=torch.long, device=perm.device)
         loss_sum = torch.zeros(p, device=self.device)
         correct = torch.zeros(p, device=self.device)
         seen = 0
-        for start, b in plan:
-            idx = perm[start:start + p * b]
-            owner[idx] = torch.arange(p, device=perm.device).repeat_interleave(b)
-            x, y = data.train_batch(idx, self.g_augment, augment=cfg.augment)
+        for idx in deal(perm, p, cfg.batch_size):
+            b = idx.shape[1]
+            owner[idx] = torch.arange(p, device=perm.device)[:, None]
+            x, y = data.train_batch(idx.flatten(), self.g_augment, augment=cfg.augment)
             loss, hits = pop.train_step(x.view(p, b, *x.shape[1:]), y.view(p, b), lr)
             loss_sum += loss.detach().float() * b
             correct += hits.float()

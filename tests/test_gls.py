@@ -65,6 +65,56 @@ def test_round_robin_dealing_matches_the_epoch_permutation():
         assert (trainer._owner[perm[k * b:(k + 1) * b]] == k % p).all()
 
 
+@pytest.mark.parametrize("n,p,b", [(1437, 4, 64), (100, 3, 7), (64, 4, 16), (10, 4, 64)])
+def test_deal_gives_equal_disjoint_parts_in_round_robin(n, p, b):
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(n))
+    plan = gls.deal(perm, p, b)
+    assert all(idx.shape[0] == p and 1 <= idx.shape[1] <= b for idx in plan)
+    assert all(idx.shape[1] == b for idx in plan[:-1])  # only the last round may be short
+    dealt = torch.cat([idx.flatten() for idx in plan])
+    assert dealt.unique().numel() == dealt.numel()  # disjoint
+    assert n - dealt.numel() < p  # fewer than p images sit out
+    assert torch.equal(dealt, perm[:dealt.numel()])  # in epoch order
+    for r, idx in enumerate(plan[:n // (p * b)]):
+        for c in range(p):  # batch r*p + c of the epoch is child c's minibatch of round r
+            k = r * p + c
+            assert torch.equal(idx[c], perm[k * b:(k + 1) * b])
+
+
+def test_deal_rejects_bad_input():
+    with pytest.raises(ValueError, match="pop=0"):
+        gls.deal(torch.arange(10), 0, 4)
+    with pytest.raises(ValueError, match="shape"):
+        gls.deal(torch.arange(10).view(2, 5), 2, 4)
+    with pytest.raises(ValueError, match="pop=4"):
+        gls.deal(torch.arange(3), 4, 4)
+
+
+def test_phases_give_the_same_run_as_step_and_expose_the_children():
+    a, b = gls.Trainer(small(model="cnn")), gls.Trainer(small(model="cnn"))
+    for _ in range(2):
+        a.step()
+    mut = b.mutate()
+    assert set(mut) == {"lr", "child_loss", "child_acc", "mutation_s"}
+    with pytest.raises(RuntimeError, match="already mutated"):
+        b.mutate()
+    with pytest.raises(RuntimeError, match="after mutate"):
+        b.commit()
+    sel = b.select()
+    children = [b.population.child_module(i).state_dict() for i in range(b.cfg.pop)]
+    with pytest.raises(RuntimeError, match="once after mutate"):
+        b.select()
+    rec = b.commit()
+    assert rec["winner"] == sel["winner"] and rec["generation"] == 0
+    assert rec["selection_s"] >= sel["selection_s"]
+    parent = b.population.parent_module().state_dict()
+    assert all(torch.equal(parent[k], v) for k, v in children[sel["winner"]].items())
+    b.mutate()
+    b.step()  # finishes the generation that mutate() started
+    assert b.generation == a.generation == 2
+    assert _strip_timing(a.history) == _strip_timing(b.history)
+
+
 def test_selection_scores_only_until_resolved():
     trainer = gls.Trainer(small(chunk=16))
     rec = trainer.step()
