@@ -37,6 +37,7 @@ notebooks: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_select.py
 	$(BIN)/python benchmarks/bench_generation.py
+	$(BIN)/python benchmarks/bench_paths.py
 
 lint: setup
 	$(BIN)/ruff check glx tests benchmarks

@@ -15,13 +15,13 @@ Two execution paths hold the same state and give the same results up to float ro
   integer ``num_batches_tracked`` counters) land per child.
 * ``"looped"``: p ordinary modules, each trained on its own minibatch in a Python loop.
 
-``path="auto"`` picks ``"looped"`` on CPU for models with convolutions or normalisation layers,
-``"batched"`` on CPU for models of dense layers and ``"batched"`` elsewhere, falling back to
-``"looped"`` the first time the model fails under vmap; `Population.path_reason` says which and
-why. The CPU rule follows measurements on the 2-core dev box (1 thread, p = 4, with
-`keep_freed_memory`): batched/looped time per step 0.85-0.91 for the MLP, 0.96-0.98 for the
-small 2-D and 1-D CNNs (a tie), 1.09-1.16 for the CIFAR networks (grouped convolutions are slower
-than separate ones on the CPU).
+``path="auto"`` picks ``"batched"``, except on the CPU for convolutional models of 1M
+parameters or more, and falls back to ``"looped"`` the first time the model fails under vmap;
+`Population.path_reason` says which and why. The CPU rule follows
+``benchmarks/bench_paths.py`` on the 2-core dev box (1 thread, p = 4, with
+`keep_freed_memory`): batched/looped time per step 0.84 for the MLP, 0.87-0.93 for the small
+2-D and 1-D CNNs, 1.07 for the CIFAR FastNet and 1.21 for ResNet18 (grouped convolutions of many
+channels are slower than separate ones on the CPU).
 
 The SGD update reproduces ``torch.optim.SGD(lr, momentum, weight_decay=wd, nesterov,
 dampening=0)`` with `torch._foreach_*` ops over all tensors at once::
@@ -100,10 +100,16 @@ def _channels_last(t: Tensor) -> Tensor:
     return t.movedim(-3, -1).contiguous().movedim(-1, -3)
 
 
-def _has_conv_or_norm(module: nn.Module) -> bool:
-    """Whether ``module`` has layers that vmap runs slower than a loop on the CPU."""
-    slow = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-    return any(isinstance(m, slow) for m in module.modules())
+def _n_params(module: nn.Module) -> int:
+    return sum(t.numel() for t in module.parameters())
+
+
+def _is_large_conv_model(module: nn.Module) -> bool:
+    """Whether vmap runs ``module`` slower than a loop on the CPU: a convolutional model of 1M
+    parameters or more (grouped convolutions of many channels are slower there than separate
+    ones; `benchmarks/bench_paths.py` measures it)."""
+    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
+    return has_conv and _n_params(module) >= 1_000_000
 
 
 def _batchnorm_in_float32(module: nn.Module) -> None:
@@ -273,23 +279,24 @@ class Population:
         if self.amp:
             _batchnorm_in_float32(self._template)
 
-        # "auto" on CUDA tries batched lazily (no data exists yet) and may fall back.
         self._auto_pending = False
         if path == "looped":
             self.path, self.path_reason = "looped", "requested: looped"
         elif path == "batched":
             self.path, self.path_reason = "batched", "requested: batched"
-        elif self.device.type == "cpu" and _has_conv_or_norm(models[0]):
+        elif self.device.type == "cpu" and _is_large_conv_model(models[0]):
             self.path = "looped"
-            self.path_reason = ("auto: looped on CPU for a model with convolutions or "
-                                "normalisation (batched measured 0.96-1.16x the loop's time)")
-        elif self.device.type == "cpu":
-            self.path = "batched"
-            self.path_reason = ("auto: batched on CPU for a model of dense layers "
-                                "(measured 0.78-0.91x the loop's time)")
+            self.path_reason = (
+                f"auto: looped on CPU for a convolutional model of {_n_params(models[0]):,} "
+                "parameters (batched measured 1.07-1.21x the loop's time for such models)")
         else:
             self.path = "batched"
-            self.path_reason = f"auto: batched on {self.device.type} (vmap check pending)"
+            self.path_reason = (
+                "auto: batched on CPU (measured 0.84-0.93x the loop's time for models under 1M "
+                "parameters)" if self.device.type == "cpu"
+                else f"auto: batched on {self.device.type}")
+            # Tried lazily (no data exists yet): the first call falls back to looped if the
+            # model fails under vmap.
             self._auto_pending = True
         self._requested_path = path
 
@@ -451,7 +458,7 @@ class Population:
             out = self._guarded(self._train_batched, self._train_looped, x, y, float(lr))
             self._auto_pending = False
             if self.path == "batched":
-                self.path_reason = f"auto: batched on {self.device.type} (vmap check passed)"
+                self.path_reason += ", vmap check passed"
             return out
         return self._guarded(self._train_batched, self._train_looped, x, y, float(lr))
 

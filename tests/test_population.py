@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glx import models
 from glx.population import Population
 
 P = 3
@@ -354,16 +355,17 @@ def test_state_dict_loads_across_paths_and_rejects_mismatch():
 
 
 def test_auto_path_on_cpu_follows_the_model_with_a_reason():
-    # benchmarks/bench_generation.py: on CPU vmap wins for dense layers, loses with conv/BN.
+    # benchmarks/bench_paths.py: on the CPU vmap wins for small models, loses for big conv nets.
     pop = Population(cnn, 2)
-    assert pop.path == "looped"
-    assert "auto" in pop.path_reason and "CPU" in pop.path_reason
+    assert pop.path == "batched" and "CPU" in pop.path_reason
     assert Population(mlp, 2).path == "batched"
-    explicit = Population(mlp, 2, path="batched")
-    assert explicit.path == "batched"
+    big = Population(lambda: models.build("fastnet", 10, (3, 32, 32)), 2)
+    assert big.path == "looped"
+    assert big.path_reason.startswith("auto: looped on CPU for a convolutional model of")
     xs, ys = batches(1, p=2)
-    loss, correct = explicit.train_step(xs[0], ys[0], 0.1)
+    loss, correct = pop.train_step(xs[0], ys[0], 0.1)
     assert loss.shape == (2,) and torch.isfinite(loss).all() and correct.dtype == torch.int64
+    assert pop.path_reason.endswith("vmap check passed")
 
 
 class NotVmappable(nn.Module):
@@ -387,9 +389,8 @@ def test_explicit_batched_failure_is_a_clear_error():
 
 
 def test_auto_falls_back_to_looped_keeping_state():
-    # "auto" only tries vmap off the CPU; arm that pending check by hand to exercise it here.
-    pop = Population(NotVmappable, 2, path="batched", independent_init=True)
-    pop._requested_path, pop._auto_pending = "auto", True
+    pop = Population(NotVmappable, 2, path="auto", independent_init=True)
+    assert pop.path == "batched"  # small and dense: auto tries vmap first
     ref = Population(NotVmappable, 2, path="looped", independent_init=True)
     xs, ys = batches(2, p=2)
     for s in range(2):

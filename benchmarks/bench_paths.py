@@ -1,0 +1,126 @@
+"""Which population path is faster for which model on this device: batched against looped.
+
+    python benchmarks/bench_paths.py                          # every model of glx.models
+    python benchmarks/bench_paths.py --models mlp,cnn --batch-size 64 --steps 20
+    GLX_KEEP_FREED_MEMORY=0 python benchmarks/bench_paths.py  # without glx's allocator setting
+
+``path="auto"`` picks the population path by model kind and device, from measurements; this
+script is the measurement. For each model it builds two `glx.population.Population` objects from
+the same seed, one per path, and times ``train_step`` (forward, backward and SGD update of all p
+children, each on its own minibatch of random inputs) with the two interleaved round by round,
+so that a change in machine load hits both. Printed per model: milliseconds per step for each
+path (median over ``--rounds`` rounds of ``--steps`` steps, after warm-up), batched/looped, and
+the path ``auto`` picks. It prints figures and asserts nothing.
+
+On the CPU the script uses 1 torch thread unless ``--threads`` says otherwise (see
+``bench_generation.py``), and the process has glx's allocator setting
+(`glx.population.keep_freed_memory`) unless ``GLX_KEEP_FREED_MEMORY=0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from glx import models as gmodels  # noqa: E402
+from glx.population import Population, keep_freed_memory  # noqa: E402
+
+# Input shape per model (digits, MNIST-1D, CIFAR-10).
+SHAPES = {"mlp": (1, 8, 8), "cnn": (1, 8, 8), "cnn1d": (1, 40), "fastnet": (3, 32, 32),
+          "resnet18": (3, 32, 32)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_paths(name: str, *, p: int, batch: int, steps: int, rounds: int,
+               device: torch.device) -> dict:
+    """Milliseconds per train_step of each path for model ``name`` (median over rounds)."""
+    shape = SHAPES[name]
+
+    def model_fn() -> torch.nn.Module:
+        return gmodels.build(name, 10, shape)
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(p, batch, *shape, generator=gen).to(device)
+    y = torch.randint(0, 10, (p, batch), generator=gen).to(device)
+    pops = {k: Population(model_fn, p, device=device, path=k) for k in ("batched", "looped")}
+    auto = Population(model_fn, p, device=device, path="auto")
+    for pop in pops.values():  # warm-up: first-call costs (allocations, kernel selection)
+        for _ in range(2):
+            pop.train_step(x, y, 0.01)
+    _sync(device)
+    times: dict[str, list[float]] = {k: [] for k in pops}
+    for _ in range(rounds):
+        for k, pop in pops.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                pop.train_step(x, y, 0.01)
+            _sync(device)
+            times[k].append((time.perf_counter() - t0) / steps * 1e3)
+    ms = {k: statistics.median(v) for k, v in times.items()}
+    return {"model": name, "p": p, "batch": batch, "steps": steps, "rounds": rounds,
+            "batched_ms": ms["batched"], "looped_ms": ms["looped"],
+            "ratio": ms["batched"] / ms["looped"], "auto": auto.path,
+            "auto_reason": auto.path_reason}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default=",".join(SHAPES),
+                    help=f"comma-separated, from {list(SHAPES)}")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--pop", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="per child (default: 64; on the CPU 16 for the 32x32 CIFAR models)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="steps per round (default: 20; on the CPU 2 for the CIFAR models)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: 1 on the CPU; 0 keeps torch's default)")
+    ap.add_argument("--json", default=None, help="write the figures here")
+    args = ap.parse_args(argv)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if args.device == "auto" else args.device)
+    threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else 0)
+    if threads:
+        torch.set_num_threads(threads)
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in SHAPES]
+    if unknown:
+        ap.error(f"unknown models {unknown}; choose from {list(SHAPES)}")
+    kept = keep_freed_memory() if device.type == "cpu" else None
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    print(f"{time.strftime('%Y-%m-%d')} torch {torch.__version__}, device {device}, "
+          f"{torch.get_num_threads()} threads, keep_freed_memory {kept}, load {load}")
+    print(f"{'model':10s} {'B':>4s} {'batched ms':>11s} {'looped ms':>10s} {'b/l':>6s}  auto")
+    rows = []
+    for name in names:
+        big = len(SHAPES[name]) == 3 and SHAPES[name][-1] >= 32 and device.type == "cpu"
+        row = time_paths(name, p=args.pop,
+                         batch=args.batch_size or (16 if big else 64),
+                         steps=args.steps or (2 if big else 20), rounds=args.rounds,
+                         device=device)
+        rows.append(row)
+        print(f"{name:10s} {row['batch']:4d} {row['batched_ms']:11.1f} {row['looped_ms']:10.1f} "
+              f"{row['ratio']:6.2f}  {row['auto']}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+             "keep_freed_memory": kept, "load": load, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
