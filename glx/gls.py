@@ -46,8 +46,6 @@ SELECTION_DATA = ("clean", "augmented", "holdout")
 MOMENTUM_POLICIES = ("reset", "inherit")
 SCHEDULES = ("cosine", "constant")
 MATCHES = ("epochs", "lineage", "compute")
-_SELECTION_KEYS = ("winner", "cases_used", "cases_scored", "deciding_child",
-                   "winner_trained_on_deciding", "fallback")
 # Fields that measure time: equal runs differ only in these.
 TIMING_KEYS = ("mutation_s", "selection_s", "eval_s", "wall_s")
 
@@ -226,21 +224,21 @@ def deal(perm: torch.Tensor, pop: int, batch_size: int) -> list[torch.Tensor]:
     (a new shuffle comes next generation). Every child thus takes the same number of steps on a
     disjoint part of the epoch.
     """
-    if perm.dim() != 1:
-        raise ValueError(f"perm must be one shuffled epoch of indices, got shape "
-                         f"{tuple(perm.shape)}")
+    if perm.dim() != 1 or perm.dtype.is_floating_point or perm.dtype == torch.bool:
+        raise ValueError(f"perm must be one shuffled epoch of integer indices, got shape "
+                         f"{tuple(perm.shape)} and dtype {perm.dtype}")
     if pop < 1 or batch_size < 1:
         raise ValueError(f"pop={pop!r}, batch_size={batch_size!r}: both must be >= 1")
     n = perm.numel()
     if n < pop:
         raise ValueError(f"an epoch of {n} images cannot be dealt to pop={pop} children")
     rounds = n // (pop * batch_size)
-    plan = [perm[r * pop * batch_size:(r + 1) * pop * batch_size].view(pop, batch_size)
+    plan = [perm[r * pop * batch_size:(r + 1) * pop * batch_size].reshape(pop, batch_size)
             for r in range(rounds)]
     tail = (n - rounds * pop * batch_size) // pop
     if tail:
         start = rounds * pop * batch_size
-        plan.append(perm[start:start + pop * tail].view(pop, tail))
+        plan.append(perm[start:start + pop * tail].reshape(pop, tail))
     return plan
 
 
@@ -380,7 +378,7 @@ class Trainer:
         # interrupt in a notebook) is finished rather than mutated twice.
         if self._pending is None:
             self.mutate()
-        if "winner" not in self._pending:
+        if "selection" not in self._pending:
             self.select()
         return self.commit()
 
@@ -416,23 +414,26 @@ class Trainer:
         Returns the selection fields of the record (``winner``, ``cases_used``, ...) and
         ``selection_s``.
         """
-        if self._pending is None or "winner" in self._pending:
+        if self._pending is None or "selection" in self._pending:
             raise RuntimeError("select() comes once after mutate() in a generation")
         t0 = time.perf_counter()
         sel = self._select()
-        sel["selection_s"] = time.perf_counter() - t0
-        self._pending.update(sel)
-        return dict(sel)
+        self._pending.update(selection=sel, selection_s=time.perf_counter() - t0)
+        return {**sel, "selection_s": self._pending["selection_s"]}
 
     def commit(self) -> dict[str, Any]:
         """Phase 3: copy the winner into every child, evaluate and checkpoint when due, and
-        return the generation's record."""
-        if self._pending is None or "winner" not in self._pending:
+        return the generation's record.
+
+        The generation counts as done only once its record is in ``history``: a commit
+        interrupted (say, during evaluation) can simply be run again.
+        """
+        if self._pending is None or "selection" not in self._pending:
             raise RuntimeError("commit() comes after mutate() and select()")
         cfg, g, pend = self.cfg, self.generation, self._pending
+        sel = pend["selection"]
         t0 = time.perf_counter()
-        self.population.adopt(pend["winner"], cfg.momentum_policy)
-        winner = pend["winner"]
+        self.population.adopt(sel["winner"], cfg.momentum_policy)  # idempotent: safe to redo
         record: dict[str, Any] = {
             "generation": g,
             "epoch": g + 1,  # epochs of gradient work so far (pop children x 1/pop epoch each)
@@ -440,23 +441,23 @@ class Trainer:
             "lr": pend["lr"],
             "child_loss": pend["child_loss"],
             "child_acc": pend["child_acc"],
-            "train_loss": pend["child_loss"][winner],
-            "train_acc": pend["child_acc"][winner],
-            **{k: v for k, v in pend.items() if k in _SELECTION_KEYS},
+            "train_loss": pend["child_loss"][sel["winner"]],
+            "train_acc": pend["child_acc"][sel["winner"]],
+            **sel,
             "mutation_s": pend["mutation_s"],
             "selection_s": pend["selection_s"] + time.perf_counter() - t0,  # adoption included
             "test_acc": None,
             "eval_s": 0.0,
         }
-        self._pending = None
-        self.generation += 1
-        if self.generation % cfg.eval_every == 0 or self.done:
+        if (g + 1) % cfg.eval_every == 0 or g + 1 >= cfg.generations:
             t3 = time.perf_counter()
             record["test_acc"] = self.evaluate()
             record["eval_s"] = time.perf_counter() - t3
         self._elapsed += record["mutation_s"] + record["selection_s"] + record["eval_s"]
         record["wall_s"] = self._elapsed
         self.history.append(record)
+        self.generation += 1
+        self._pending = None
         if cfg.checkpoint and (self.generation % cfg.checkpoint_every == 0 or self.done):
             self.save_checkpoint(cfg.checkpoint)
         return record
@@ -598,6 +599,11 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs. Only between generations: the children of a generation
+        between `mutate` and `commit` are not a state a resume could continue from."""
+        if self._pending is not None:
+            raise RuntimeError(f"generation {self.generation} is between mutate() and commit(); "
+                               "finish it (step() or commit()) before saving")
         return {
             "config": self.cfg.to_dict(),
             "generation": self.generation,
@@ -610,7 +616,7 @@ class Trainer:
             },
             "chunk": self._chunk,
             "elapsed": self._elapsed,
-            "history": self.history,
+            "history": [dict(r) for r in self.history],  # a copy: the run goes on
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -622,6 +628,7 @@ class Trainer:
         if diff:
             raise ValueError(f"checkpoint was written by a different config: {diff}")
         self.generation = int(state["generation"])
+        self._pending = None  # a generation in progress is abandoned
         self.population.load_state_dict(state["population"])
         self.g_shuffle.set_state(state["rng"]["shuffle"])
         self.g_augment.set_state(state["rng"]["augment"])

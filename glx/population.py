@@ -19,9 +19,10 @@ Two execution paths hold the same state and give the same results up to float ro
 parameters or more, and falls back to ``"looped"`` the first time the model fails under vmap;
 `Population.path_reason` says which and why. The CPU rule follows
 ``benchmarks/bench_paths.py`` on the 2-core dev box (1 thread, p = 4, with
-`keep_freed_memory`): batched/looped time per step 0.84 for the MLP, 0.87-0.93 for the small
-2-D and 1-D CNNs, 1.07 for the CIFAR FastNet and 1.21 for ResNet18 (grouped convolutions of many
-channels are slower than separate ones on the CPU).
+`keep_freed_memory`; two runs on a shared machine, so roughly +-5%): batched/looped time per
+step 0.74-0.84 for the MLP, 0.88-0.93 for the small 2-D and 1-D CNNs, 1.07-1.21 for the CIFAR
+FastNet and ResNet18 (grouped convolutions of many channels are slower than separate ones on
+the CPU).
 
 The SGD update reproduces ``torch.optim.SGD(lr, momentum, weight_decay=wd, nesterov,
 dampening=0)`` with `torch._foreach_*` ops over all tensors at once::
@@ -40,9 +41,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
-import ctypes.util
 import numbers
 import os
+import platform
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -132,38 +133,44 @@ def _batchnorm_in_float32(module: nn.Module) -> None:
             m.register_forward_hook(post)
 
 
+_KEPT: bool | None = None  # keep_freed_memory's outcome, once per process
+
+
 def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+    """Ask glibc's malloc to keep freed blocks for reuse instead of returning them to the OS.
 
-    Speed trick for training on the CPU. By default glibc serves every allocation above a
-    (dynamic) threshold with a fresh ``mmap`` and unmaps it on free, so each multi-megabyte
-    activation of a step is page-faulted in anew: on the 2-core dev box this made the batched
-    population's ReLU, BatchNorm backward and broadcast multiplies 10-50x slower than their
-    arithmetic, and the batched path of the small CNN 1.3-1.5x slower than the looped one. With
-    a fixed 32 MiB mmap threshold and a 1 GiB trim threshold the freed blocks stay in the heap
-    and the next step reuses them. The cost: a process keeps the memory its largest step
-    needed (as a GPU caching allocator does). Process-wide, done once; glibc only (elsewhere,
-    or with ``GLX_KEEP_FREED_MEMORY=0`` in the environment, nothing is changed).
+    Speed trick for training on the CPU. By default glibc serves large allocations with a fresh
+    ``mmap`` (above a threshold that adapts up to 32 MiB) and trims the top of its heap on free,
+    so a step's multi-megabyte activations are page-faulted in anew every step: on the 2-core
+    dev box this made the batched population's ReLU, BatchNorm backward and broadcast multiplies
+    10-50x slower than their arithmetic, and the batched small-CNN step 1.14-1.3x slower than
+    the looped one (0.93 with this setting). Here the mmap threshold is fixed at its maximum,
+    32 MiB, and the trim threshold at 1 GiB: blocks under 32 MiB are then reused from the heap,
+    and the heap keeps up to 1 GiB of free space at its top. Blocks of 32 MiB or more are still
+    mapped and unmapped each time. The setting is process-wide and replaces any malloc settings
+    from ``GLIBC_TUNABLES``; it is made once, on Linux with glibc only, and not at all with
+    ``GLX_KEEP_FREED_MEMORY=0`` (or ``false``/``no``/``off``) in the environment.
 
-    Returns whether the setting is in effect.
+    Returns whether glibc accepted the setting. (With another allocator preloaded, such as
+    jemalloc or tcmalloc, glibc accepts it but it has no effect.)
     """
     global _KEPT
     if _KEPT is not None:
         return _KEPT
     _KEPT = False
-    if os.environ.get("GLX_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+    opt_out = os.environ.get("GLX_KEEP_FREED_MEMORY", "1").strip().lower()
+    if opt_out in ("0", "false", "no", "off") or not sys.platform.startswith("linux"):
+        return _KEPT
+    if platform.libc_ver()[0] != "glibc":  # musl and others have no mallopt
         return _KEPT
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
         return _KEPT
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    _KEPT = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h; 1 means accepted
+    _KEPT = mallopt(m_mmap_threshold, 32 << 20) == 1 and mallopt(m_trim_threshold, 1 << 30) == 1
     return _KEPT
-
-
-_KEPT: bool | None = None
 
 
 def _check_index(value: int | Tensor, p: int, name: str) -> int:
@@ -292,7 +299,7 @@ class Population:
         else:
             self.path = "batched"
             self.path_reason = (
-                "auto: batched on CPU (measured 0.84-0.93x the loop's time for models under 1M "
+                "auto: batched on CPU (measured 0.74-0.93x the loop's time for models under 1M "
                 "parameters)" if self.device.type == "cpu"
                 else f"auto: batched on {self.device.type}")
             # Tried lazily (no data exists yet): the first call falls back to looped if the
@@ -406,6 +413,16 @@ class Population:
         self._auto_pending = False
         self.load_state_dict(sd)
 
+    def _to_batched(self, reason: str) -> None:
+        """Undo `_to_looped` (the auto check stays pending), keeping all of the state."""
+        sd = self.state_dict()
+        models = [copy.deepcopy(self._pattern) for _ in range(self.p)]
+        self._lparams, self._lbuffers, self._lmom = [], [], None
+        self._init_batched(models)
+        self.path, self.path_reason = "batched", reason
+        self._auto_pending = True
+        self.load_state_dict(sd)
+
     def _guarded(self, batched_fn: Callable, looped_fn: Callable, *args, mutates: bool = True):
         """Run ``batched_fn``; while the auto check is pending, fall back to looped if it fails.
 
@@ -426,11 +443,20 @@ class Population:
         snapshot = self.state_dict() if mutates else None
         try:
             return batched_fn(*args)
-        except Exception as e:  # any vmap failure means "use the loop"
+        except Exception as e:  # the model may not work under vmap: try the loop
             if snapshot is not None:
                 self.load_state_dict(snapshot)
+            reason = self.path_reason
             self._to_looped(f"fallback: vmap failed: {type(e).__name__}: {e}")
+        try:
             return looped_fn(*args)
+        except Exception:
+            # The loop fails too, so the call itself is at fault (bad labels, a wrong input
+            # shape), not vmap: undo the switch, stay pending, and raise the loop's plain error.
+            self._to_batched(reason)
+            if snapshot is not None:
+                self.load_state_dict(snapshot)
+            raise
 
     # ------------------------------------------------------------------ training
 

@@ -86,13 +86,17 @@ def test_deal_rejects_bad_input():
         gls.deal(torch.arange(10), 0, 4)
     with pytest.raises(ValueError, match="shape"):
         gls.deal(torch.arange(10).view(2, 5), 2, 4)
+    with pytest.raises(ValueError, match="dtype"):
+        gls.deal(torch.rand(10), 2, 4)
+    strided = torch.arange(40)[::2]  # not contiguous: still dealt
+    assert torch.equal(torch.cat([i.flatten() for i in gls.deal(strided, 2, 4)]), strided)
     with pytest.raises(ValueError, match="pop=4"):
         gls.deal(torch.arange(3), 4, 4)
 
 
 def test_phases_give_the_same_run_as_step_and_expose_the_children():
     a, b = gls.Trainer(small(model="cnn")), gls.Trainer(small(model="cnn"))
-    for _ in range(2):
+    for _ in range(3):
         a.step()
     mut = b.mutate()
     assert set(mut) == {"lr", "child_loss", "child_acc", "mutation_s"}
@@ -101,17 +105,34 @@ def test_phases_give_the_same_run_as_step_and_expose_the_children():
     with pytest.raises(RuntimeError, match="after mutate"):
         b.commit()
     sel = b.select()
+    assert 0 <= sel["winner"] < b.cfg.pop and sel["cases_used"] >= 1
     children = [b.population.child_module(i).state_dict() for i in range(b.cfg.pop)]
     with pytest.raises(RuntimeError, match="once after mutate"):
         b.select()
     rec = b.commit()
-    assert rec["winner"] == sel["winner"] and rec["generation"] == 0
-    assert rec["selection_s"] >= sel["selection_s"]
+    assert rec["winner"] == sel["winner"] and rec["generation"] == 0 and b.generation == 1
     parent = b.population.parent_module().state_dict()
     assert all(torch.equal(parent[k], v) for k, v in children[sel["winner"]].items())
     b.mutate()
     b.step()  # finishes the generation that mutate() started
-    assert b.generation == a.generation == 2
+    b.mutate()
+    b.select()
+    b.step()  # ... and one that select() went on with
+    assert b.generation == a.generation == 3
+    assert _strip_timing(a.history) == _strip_timing(b.history)
+
+
+def test_saving_waits_for_a_pending_generation_and_loading_abandons_it():
+    a, b = gls.Trainer(small()), gls.Trainer(small())
+    a.step()
+    saved = a.state_dict()
+    a.step()
+    b.step()
+    b.mutate()
+    with pytest.raises(RuntimeError, match="between mutate"):
+        b.state_dict()
+    b.load_state_dict(saved)  # back to the end of generation 0: the pending one is dropped
+    b.step()
     assert _strip_timing(a.history) == _strip_timing(b.history)
 
 

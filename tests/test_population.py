@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import platform
 import subprocess
 import sys
 import warnings
@@ -402,6 +403,26 @@ def test_auto_falls_back_to_looped_keeping_state():
     assert_state_close(pop.state_dict(), ref.state_dict(), exact=True)
 
 
+def test_auto_falls_back_when_the_first_call_is_an_evaluation():
+    pop = Population(NotVmappable, 2, path="auto", independent_init=True)
+    ref = Population(NotVmappable, 2, path="looped", independent_init=True)
+    xs, _ = batches(1, p=2)
+    assert torch.equal(pop.logits(xs[0, 0]), ref.logits(xs[0, 0]))
+    assert pop.path == "looped" and pop.path_reason.startswith("fallback: vmap failed")
+
+
+def test_auto_keeps_batched_when_the_call_itself_is_wrong():
+    pop = Population(mlp, 2, path="auto", independent_init=True)
+    before = pop.state_dict()
+    xs, ys = batches(1, p=2)
+    with pytest.raises(IndexError):  # a label out of range fails on either path
+        pop.train_step(xs[0], torch.full_like(ys[0], CLASSES + 2), 0.1)
+    assert pop.path == "batched" and pop._auto_pending
+    assert_state_close(pop.state_dict(), before, exact=True)
+    loss, _ = pop.train_step(xs[0], ys[0], 0.1)  # and then trains as usual
+    assert torch.isfinite(loss).all() and pop.path_reason.endswith("vmap check passed")
+
+
 def test_batched_dropout_draws_differently_per_child():
     pop = Population(relu_cnn_dropout, P, path="batched")
     xs, ys = batches(1)
@@ -542,7 +563,7 @@ assert keep_freed_memory() == kept  # once per process
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 before = faults()
-for _ in range(20):  # three 4 MiB blocks live at once, written and freed, like a step's activations
+for _ in range(60):  # three 4 MiB blocks live at once, written and freed, like a step's activations
     a, b = torch.ones(1 << 20), torch.ones(1 << 20)
     (a * b).sum()
     del a, b
@@ -550,15 +571,24 @@ print(kept, faults() - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
-@pytest.mark.parametrize("setting", ["1", "0"])
-def test_keep_freed_memory_stops_page_faults_on_reused_blocks(setting):
-    env = {**os.environ, "GLX_KEEP_FREED_MEMORY": setting}
-    out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
-    kept, faults = out[0] == "True", int(out[1])
-    # 60 fresh 4 MiB blocks are about 60 x 1024 page faults; reused ones fault only once
-    if setting == "1":
-        assert kept and faults < 10_000, faults
-    else:
-        assert not kept and faults > 30_000, faults
+def _thp_always() -> bool:
+    try:
+        return "[always]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+@pytest.mark.skipif(_thp_always(), reason="huge pages make fresh blocks fault far less")
+def test_keep_freed_memory_stops_page_faults_on_reused_blocks():
+    def run(setting: str) -> tuple[bool, int]:
+        env = {**os.environ, "GLX_KEEP_FREED_MEMORY": setting}
+        out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+        return out[0] == "True", int(out[1])
+
+    (kept_on, on), (kept_off, off) = run("1"), run("0")
+    assert kept_on and not kept_off
+    # 180 fresh 4 MiB blocks are up to 180 x 1024 page faults (glibc's adaptive thresholds spare
+    # some of them); blocks kept in the heap fault about once (a few x 1024 in all)
+    assert on < 12_000 and off > 4 * on, (on, off)
