@@ -585,6 +585,17 @@ def _fmt_load(pair: list[float | None]) -> str:
     return "->".join("?" if v is None else f"{v:.1f}" for v in pair)
 
 
+def setup_device(name: str, threads: int | None) -> torch.device:
+    """The device ``name`` ("auto": CUDA if present) and torch's thread count for it: ``threads``,
+    or by default 1 on the CPU (see the module docstring) and torch's own elsewhere (0)."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if name == "auto" else name)
+    threads = threads if threads is not None else (1 if device.type == "cpu" else 0)
+    if threads:
+        torch.set_num_threads(threads)
+    return device
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default=None,
@@ -611,11 +622,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", default=None, help="write every figure here as JSON")
     ap.add_argument("--quick", action="store_true", help="one timed generation per variant")
     args = ap.parse_args(argv)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
-    threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else 0)
-    if threads:
-        torch.set_num_threads(threads)
+    device = setup_device(args.device, args.threads)
     cases = (args.cases.split(",") if args.cases
              else list(CUDA_DEFAULT if device.type == "cuda" else CPU_DEFAULT))
     unknown = [c for c in cases if c not in CASES]

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from bench_generation import setup_device  # noqa: E402  (benchmarks/ is on sys.path)
 
 from glx import models as gmodels  # noqa: E402
 from glx.population import Population, keep_freed_memory  # noqa: E402
@@ -92,11 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch threads (default: 1 on the CPU; 0 keeps torch's default)")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
-    threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else 0)
-    if threads:
-        torch.set_num_threads(threads)
+    device = setup_device(args.device, args.threads)
     names = args.models.split(",")
     unknown = [n for n in names if n not in SHAPES]
     if unknown:

@@ -405,22 +405,22 @@ class Population:
 
     def _to_looped(self, reason: str) -> None:
         """Switch a batched population to the looped path, keeping all of its state."""
-        sd = self.state_dict()
-        models = [copy.deepcopy(self._pattern) for _ in range(self.p)]
-        self._sparams, self._sbuffers, self._smom = [], [], None
-        self._init_looped(models)
-        self.path, self.path_reason = "looped", reason
-        self._auto_pending = False
-        self.load_state_dict(sd)
+        self._switch("looped", reason, pending=False)
 
     def _to_batched(self, reason: str) -> None:
         """Undo `_to_looped` (the auto check stays pending), keeping all of the state."""
+        self._switch("batched", reason, pending=True)
+
+    def _switch(self, path: str, reason: str, pending: bool) -> None:
         sd = self.state_dict()
         models = [copy.deepcopy(self._pattern) for _ in range(self.p)]
-        self._lparams, self._lbuffers, self._lmom = [], [], None
-        self._init_batched(models)
-        self.path, self.path_reason = "batched", reason
-        self._auto_pending = True
+        if path == "looped":
+            self._sparams, self._sbuffers, self._smom = [], [], None
+            self._init_looped(models)
+        else:
+            self._lparams, self._lbuffers, self._lmom = [], [], None
+            self._init_batched(models)
+        self.path, self.path_reason, self._auto_pending = path, reason, pending
         self.load_state_dict(sd)
 
     def _guarded(self, batched_fn: Callable, looped_fn: Callable, *args, mutates: bool = True):
