@@ -47,7 +47,7 @@ def _sync(device: torch.device) -> None:
 
 
 def time_paths(name: str, *, p: int, batch: int, steps: int, rounds: int,
-               device: torch.device) -> dict:
+               device: torch.device, compile: bool = False) -> dict:
     """Milliseconds per train_step of each path for model ``name`` (median over rounds)."""
     shape = SHAPES[name]
 
@@ -57,7 +57,8 @@ def time_paths(name: str, *, p: int, batch: int, steps: int, rounds: int,
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p, batch, *shape, generator=gen).to(device)
     y = torch.randint(0, 10, (p, batch), generator=gen).to(device)
-    pops = {k: Population(model_fn, p, device=device, path=k) for k in ("batched", "looped")}
+    pops = {k: Population(model_fn, p, device=device, path=k, compile=compile)
+            for k in ("batched", "looped")}
     auto = Population(model_fn, p, device=device, path="auto")
     for pop in pops.values():  # warm-up: first-call costs (allocations, kernel selection)
         for _ in range(2):
@@ -73,6 +74,7 @@ def time_paths(name: str, *, p: int, batch: int, steps: int, rounds: int,
             times[k].append((time.perf_counter() - t0) / steps * 1e3)
     ms = {k: statistics.median(v) for k, v in times.items()}
     return {"model": name, "p": p, "batch": batch, "steps": steps, "rounds": rounds,
+            "compile": compile, "compiled": [pop.compile for pop in pops.values()],
             "batched_ms": ms["batched"], "looped_ms": ms["looped"],
             "ratio": ms["batched"] / ms["looped"], "auto": auto.path,
             "auto_reason": auto.path_reason}
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: 1 on the CPU; 0 keeps torch's default)")
+    ap.add_argument("--compile", action="store_true",
+                    help="Population(compile=True): torch.compile the forward of both paths "
+                         "(compiling takes 10-20 s per model and path on the CPU, untimed)")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
     device = setup_device(args.device, args.threads)
@@ -101,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     kept = keep_freed_memory() if device.type == "cpu" else None
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(f"{time.strftime('%Y-%m-%d')} torch {torch.__version__}, device {device}, "
-          f"{torch.get_num_threads()} threads, keep_freed_memory {kept}, load {load}")
+          f"{torch.get_num_threads()} threads, keep_freed_memory {kept}, load {load}"
+          + (", torch.compile" if args.compile else ""))
     print(f"{'model':10s} {'B':>4s} {'batched ms':>11s} {'looped ms':>10s} {'b/l':>6s}  auto")
     rows = []
     for name in names:
@@ -109,10 +115,12 @@ def main(argv: list[str] | None = None) -> None:
         row = time_paths(name, p=args.pop,
                          batch=args.batch_size or (16 if big else 64),
                          steps=args.steps or (2 if big else 20), rounds=args.rounds,
-                         device=device)
+                         device=device, compile=args.compile)
         rows.append(row)
         print(f"{name:10s} {row['batch']:4d} {row['batched_ms']:11.1f} {row['looped_ms']:10.1f} "
-              f"{row['ratio']:6.2f}  {row['auto']}", flush=True)
+              f"{row['ratio']:6.2f}  {row['auto']}"
+              + ("" if all(row["compiled"]) or not args.compile
+                 else "  (compiling failed: ran uncompiled)"), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),

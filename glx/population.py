@@ -437,8 +437,8 @@ class Population:
             except Exception as e:
                 if self._requested_path == "batched":
                     raise RuntimeError(
-                        f"path='batched' failed under torch.func.vmap ({type(e).__name__}: {e});"
-                        " use path='looped' or path='auto' for this model") from e
+                        f"path='batched' failed ({type(e).__name__}: {e}); if this model does "
+                        "not work under torch.func.vmap, use path='looped' or path='auto'") from e
                 raise
         snapshot = self.state_dict() if mutates else None
         try:
