@@ -541,8 +541,9 @@ class Trainer:
             if res.deciding_case is not None and cfg.selection_data != "holdout":
                 case = int(order[res.deciding_case])
                 trainer_child = int(self._owner[case]) if self._owner is not None else -1
-                out["deciding_child"] = trainer_child if trainer_child >= 0 else None
-                out["winner_trained_on_deciding"] = trainer_child == out["winner"]
+                if trainer_child >= 0:  # else the image sat out this epoch's dealing
+                    out["deciding_child"] = trainer_child
+                    out["winner_trained_on_deciding"] = trainer_child == out["winner"]
         else:
             m = min(cfg.aggregate_cases, n)
             scores = score(order[:m]) if cfg.selection != "random" else torch.zeros(cfg.pop, 1)

@@ -273,6 +273,20 @@ def test_every_option_runs(overrides):
         assert rec["winner_trained_on_deciding"] is None
 
 
+def test_deciding_image_that_no_child_trained_on_is_not_counted():
+    trainer = gls.Trainer(small())
+    trainer.mutate()
+    trainer._owner.fill_(-1)  # as if every image had sat out the dealing
+    sel = trainer.select()
+    assert sel["deciding_child"] is None and sel["winner_trained_on_deciding"] is None
+    trainer2 = gls.Trainer(small())
+    trainer2.mutate()
+    sel2 = trainer2.select()
+    if not sel2["fallback"]:
+        assert 0 <= sel2["deciding_child"] < 4
+        assert sel2["winner_trained_on_deciding"] == (sel2["deciding_child"] == sel2["winner"])
+
+
 def test_holdout_is_kept_out_of_mutation():
     trainer = gls.Trainer(small(selection_data="holdout", holdout_fraction=0.25))
     full = gdata.load("digits")
