@@ -119,7 +119,7 @@ class Config:
         _choice("selection_data", self.selection_data, SELECTION_DATA)
         _choice("momentum_policy", self.momentum_policy, MOMENTUM_POLICIES)
         _choice("schedule", self.schedule, SCHEDULES)
-        _choice("path", self.path, ("auto", "batched", "looped"))
+        _choice("path", self.path, ("auto", "batched", "looped", "measure"))
         checks = [
             ("pop", self.pop, self.pop >= 1, "must be >= 1"),
             ("generations", self.generations, self.generations >= 1, "must be >= 1"),

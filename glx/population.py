@@ -17,7 +17,10 @@ Two execution paths hold the same state and give the same results up to float ro
 
 ``path="auto"`` picks ``"batched"``, except on the CPU for convolutional models of 1M
 parameters or more, and falls back to ``"looped"`` the first time the model fails under vmap;
-`Population.path_reason` says which and why. The CPU rule follows
+`Population.path_reason` says which and why. ``path="measure"`` instead times both paths
+on the first training batch (a few steps each, undone afterwards) and keeps the faster: the
+choice then follows this device, at the price of a few steps and of a choice that may differ
+between runs when the two paths are close. The CPU rule of ``"auto"`` follows
 ``benchmarks/bench_paths.py`` on the 2-core dev box (1 thread, p = 4, with
 `keep_freed_memory`; two runs on a shared machine, so roughly +-5%): batched/looped time per
 step 0.74-0.84 for the MLP, 0.88-0.93 for the small 2-D and 1-D CNNs, 1.07-1.21 for the CIFAR
@@ -45,6 +48,7 @@ import numbers
 import os
 import platform
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -54,7 +58,7 @@ from torch import Tensor, nn
 
 __all__ = ["Population", "PATHS", "MOMENTUM_POLICIES", "keep_freed_memory"]
 
-PATHS = ("auto", "batched", "looped")
+PATHS = ("auto", "batched", "looped", "measure")
 MOMENTUM_POLICIES = ("reset", "inherit")
 _FORMAT = "glx.population/1"
 
@@ -209,7 +213,8 @@ class Population:
             seeding, so the caller's RNG state is left untouched.
         p: number of children (1 = plain SGD).
         device: where all state lives.
-        path: ``"auto"``, ``"batched"`` or ``"looped"`` (see the module docstring).
+        path: ``"auto"``, ``"batched"``, ``"looped"`` or ``"measure"`` (see the module
+            docstring).
         momentum, weight_decay, nesterov: SGD hyper-parameters (dampening is 0).
         independent_init: when True child i is built under seed ``seed + i`` (different random
             initialisations); otherwise one model is built under ``seed`` and every child is an
@@ -287,10 +292,15 @@ class Population:
             _batchnorm_in_float32(self._template)
 
         self._auto_pending = False
+        self._measure_pending = False
         if path == "looped":
             self.path, self.path_reason = "looped", "requested: looped"
         elif path == "batched":
             self.path, self.path_reason = "batched", "requested: batched"
+        elif path == "measure":
+            self.path, self.path_reason = "batched", "measure: pending (the first train_step)"
+            # Until then, an evaluation that fails under vmap falls back as with "auto".
+            self._measure_pending = self._auto_pending = True
         elif self.device.type == "cpu" and _is_large_conv_model(models[0]):
             self.path = "looped"
             self.path_reason = (
@@ -480,6 +490,8 @@ class Population:
             raise ValueError(f"lr must be a number >= 0, got {lr!r}")
         x = self._prep_x(x)
         y = y.to(self.device, non_blocking=True)
+        if self._measure_pending:
+            self._measure(x, y, float(lr))
         if self._auto_pending:
             out = self._guarded(self._train_batched, self._train_looped, x, y, float(lr))
             self._auto_pending = False
@@ -487,6 +499,52 @@ class Population:
                 self.path_reason += ", vmap check passed"
             return out
         return self._guarded(self._train_batched, self._train_looped, x, y, float(lr))
+
+    def _measure(self, x: Tensor, y: Tensor, lr: float, steps: int = 2) -> None:
+        """``path="measure"``: time both paths on this batch and keep the faster one.
+
+        Each path takes one warm-up step and ``steps`` timed steps from the same snapshot; the
+        snapshot (weights, buffers, momentum) and every RNG state are then restored, so the
+        run goes on exactly as if it had started on the chosen path. A path that fails (the
+        model does not work under vmap) is not chosen.
+        """
+        snapshot = self.state_dict()
+        ms: dict[str, float | None] = {}
+        errors: dict[str, str] = {}
+        with torch.random.fork_rng(devices=_fork_devices(self.device)):
+            for path in ("batched", "looped"):
+                if path != self.path:
+                    self._switch(path, self.path_reason, pending=False)
+                self.load_state_dict(snapshot)
+                fn = self._train_batched if path == "batched" else self._train_looped
+                try:
+                    fn(x, y, lr)
+                    self._sync()
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        fn(x, y, lr)
+                    self._sync()
+                    ms[path] = (time.perf_counter() - t0) / steps * 1e3
+                except Exception as e:  # this path cannot run the model
+                    ms[path], errors[path] = None, f"{type(e).__name__}: {e}"
+        ok = {k: v for k, v in ms.items() if v is not None}
+        if not ok:
+            self.load_state_dict(snapshot)
+            raise RuntimeError(f"path='measure': neither path runs this model ({errors})")
+        best = min(ok, key=ok.get)
+        shown = ", ".join(f"{k} {v:.2f} ms" if v is not None else f"{k} failed ({errors[k]})"
+                          for k, v in ms.items())
+        if best != self.path:
+            self._switch(best, "", pending=False)
+        self.load_state_dict(snapshot)
+        self.path_reason = f"measured per step on {self.device.type}: {shown}"
+        self._measure_pending = self._auto_pending = False
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
 
     def _train_batched(self, x: Tensor, y: Tensor, lr: float) -> tuple[Tensor, Tensor]:
         self._set_mode(True)

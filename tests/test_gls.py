@@ -262,6 +262,7 @@ def test_resume_refuses_a_different_config(tmp_path):
     dict(momentum=0.0),
     dict(independent_init=True),
     dict(schedule="constant"),
+    dict(path="measure"),
 ])
 def test_every_option_runs(overrides):
     run = gls.train(small(generations=2, **overrides), progress=False)

@@ -423,6 +423,33 @@ def test_auto_keeps_batched_when_the_call_itself_is_wrong():
     assert torch.isfinite(loss).all() and pop.path_reason.endswith("vmap check passed")
 
 
+@pytest.mark.parametrize("model", [relu_cnn_dropout, mlp])
+def test_measure_picks_a_path_and_leaves_no_trace(model):
+    pop = Population(model, P, path="measure", independent_init=True)
+    xs, ys = batches(3)
+    torch.manual_seed(123)  # dropout draws from the global RNG: measuring must not consume it
+    first = pop.train_step(xs[0], ys[0], 0.1)
+    assert pop.path in ("batched", "looped")
+    assert pop.path_reason.startswith("measured per step on cpu: batched ")
+    assert "looped" in pop.path_reason and "ms" in pop.path_reason
+    ref = Population(model, P, path=pop.path, independent_init=True)
+    torch.manual_seed(123)
+    assert torch.equal(ref.train_step(xs[0], ys[0], 0.1)[0], first[0])
+    for s in (1, 2):
+        for q in (pop, ref):
+            torch.manual_seed(s)
+            q.train_step(xs[s], ys[s], 0.1)
+    assert_state_close(pop.state_dict(), ref.state_dict(), exact=True)
+
+
+def test_measure_skips_a_path_that_cannot_run_the_model():
+    pop = Population(NotVmappable, 2, path="measure")
+    xs, ys = batches(1, p=2)
+    loss, _ = pop.train_step(xs[0], ys[0], 0.1)
+    assert pop.path == "looped" and torch.isfinite(loss).all()
+    assert "batched failed" in pop.path_reason
+
+
 def test_batched_dropout_draws_differently_per_child():
     pop = Population(relu_cnn_dropout, P, path="batched")
     xs, ys = batches(1)
