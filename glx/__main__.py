@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         args.save_model.parent.mkdir(parents=True, exist_ok=True)
         torch.save(run.model.state_dict(), args.save_model)
     print(json.dumps({"test_accuracy": run.test_accuracy, "wall_seconds": round(run.wall_seconds, 2),
-                      "generations": len(run.history), "path": run.path, "device": run.device}))
+                      "generations": len(run.history), "path": run.path,
+                      "path_reason": run.path_reason, "device": run.device}))
     return 0
 
 

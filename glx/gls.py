@@ -256,6 +256,7 @@ class Run:
     path: str
     device: str
     stopped_early: bool = False
+    path_reason: str = ""  # why the population ran on `path` (auto's rule, measured timings)
     model: nn.Module | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -265,6 +266,7 @@ class Run:
             "test_accuracy": self.test_accuracy,
             "wall_seconds": self.wall_seconds,
             "path": self.path,
+            "path_reason": self.path_reason,
             "device": self.device,
             "stopped_early": self.stopped_early,
             "torch": torch.__version__,
@@ -573,6 +575,7 @@ class Trainer:
                     None)
         return Run(config=self.cfg.to_dict(), history=list(self.history), test_accuracy=last,
                    wall_seconds=self._elapsed, path=self.population.path,
+                   path_reason=self.population.path_reason,
                    device=str(self.device), stopped_early=stopped_early,
                    model=self.population.parent_module())
 

@@ -37,6 +37,8 @@ def test_gls_learns_digits():
     accs = [r["test_acc"] for r in run.history if r["test_acc"] is not None]
     assert len(accs) == 3
     assert run.path in ("batched", "looped")
+    assert run.path_reason.startswith("auto: batched on CPU")  # a small MLP
+    assert run.to_json()["path_reason"] == run.path_reason
 
 
 def test_children_parts_are_disjoint_and_cover_the_epoch():
