@@ -182,16 +182,6 @@ def load_case_data(name: str, args: argparse.Namespace, device: torch.device) ->
     return ds
 
 
-def _plan(n: int, p: int, batch: int) -> list[tuple[int, int]]:
-    """glx's round-robin plan (start, per-child batch) for one epoch (see Trainer._mutate)."""
-    rounds = n // (p * batch)
-    plan = [(r * p * batch, batch) for r in range(rounds)]
-    tail = (n - rounds * p * batch) // p
-    if tail:
-        plan.append((rounds * p * batch, tail))
-    return plan
-
-
 def glx_pipeline_seconds(dd: gdata.DeviceData, p: int, batch: int, repeats: int) -> float:
     """glx's batch assembly for one epoch, alone: shuffle, gather, augment, normalise."""
     g = torch.Generator(device=dd.device).manual_seed(123)
@@ -200,10 +190,9 @@ def glx_pipeline_seconds(dd: gdata.DeviceData, p: int, batch: int, repeats: int)
         _sync(dd.device)
         t = time.perf_counter()
         perm = gdata.epoch_permutation(dd.n_train, g)
-        for start, b in _plan(dd.n_train, p, batch):
-            idx = perm[start:start + p * b]
-            x, y = dd.train_batch(idx, g, augment=True)
-            x.view(p, b, *x.shape[1:])
+        for idx in gls.deal(perm, p, batch):  # the trainer's own dealing
+            x, y = dd.train_batch(idx.flatten(), g, augment=True)
+            x.view(*idx.shape, *x.shape[1:])
         _sync(dd.device)
         times.append(time.perf_counter() - t)
     return _median(times[1:])
@@ -249,7 +238,8 @@ def time_glx(trainers: dict[str, gls.Trainer], repeats: int) -> dict[str, dict[s
             "selection_s": _median([r[0] - r[1] for r in recs[k]]),
             "generation_s_all": gens,
             "cases_scored": [r[2] for r in recs[k]],
-            "images_trained": sum(b * cfg.pop for _, b in _plan(n, cfg.pop, cfg.batch_size)),
+            "images_trained": sum(idx.numel() for idx in gls.deal(torch.arange(n), cfg.pop,
+                                                                   cfg.batch_size)),
         }
     return out
 

@@ -286,9 +286,11 @@ class Population:
         # A private copy that never trains: the module `functional_call` runs (batched path) and
         # the pattern that `parent_module`/`child_module` copy.
         self._template = copy.deepcopy(models[0])
-        # What child_module and the looped path copy: the template without the hooks below.
-        self._pattern = copy.deepcopy(models[0])
+        # What child_module and the looped path copy: the template, or (with amp, whose
+        # BatchNorm hooks below must stay off plain modules) a hook-free copy of it.
+        self._pattern = self._template
         if self.amp:
+            self._pattern = copy.deepcopy(models[0])
             _batchnorm_in_float32(self._template)
 
         self._auto_pending = False
@@ -413,15 +415,8 @@ class Population:
         x = x.to(self.device, non_blocking=True)
         return _channels_last(x) if self.channels_last else x
 
-    def _to_looped(self, reason: str) -> None:
-        """Switch a batched population to the looped path, keeping all of its state."""
-        self._switch("looped", reason, pending=False)
-
-    def _to_batched(self, reason: str) -> None:
-        """Undo `_to_looped` (the auto check stays pending), keeping all of the state."""
-        self._switch("batched", reason, pending=True)
-
     def _switch(self, path: str, reason: str, pending: bool) -> None:
+        """Move every child's state onto the other path; ``pending``: the auto check stays."""
         sd = self.state_dict()
         models = [copy.deepcopy(self._pattern) for _ in range(self.p)]
         if path == "looped":
@@ -457,13 +452,14 @@ class Population:
             if snapshot is not None:
                 self.load_state_dict(snapshot)
             reason = self.path_reason
-            self._to_looped(f"fallback: vmap failed: {type(e).__name__}: {e}")
+            self._switch("looped", f"fallback: vmap failed: {type(e).__name__}: {e}",
+                         pending=False)
         try:
             return looped_fn(*args)
         except Exception:
             # The loop fails too, so the call itself is at fault (bad labels, a wrong input
             # shape), not vmap: undo the switch, stay pending, and raise the loop's plain error.
-            self._to_batched(reason)
+            self._switch("batched", reason, pending=True)
             if snapshot is not None:
                 self.load_state_dict(snapshot)
             raise
