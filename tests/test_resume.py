@@ -1,7 +1,7 @@
 """Chapter 5's way of surviving a restart, as a regression test.
 
-Chapter 5 checkpoints every run every few generations and resumes a run by reading its
-checkpoint onto the CPU and loading it into a fresh Trainer (``trainer_for``). Here a small
+Chapter 5 checkpoints every run every few generations and resumes a run by loading its
+checkpoint into a fresh Trainer (``trainer_for``). Here a small
 FastNet (BatchNorm, so running statistics must come back too) trains on synthetic images while
 a callback copies the checkpoint aside at its last save before the end; resuming from that copy
 must end exactly where the uninterrupted run ended (bit for bit on a CPU).
@@ -36,11 +36,10 @@ def _model_fn(ds: gdata.DeviceData):
 
 
 def _trainer_for(cfg: gls.Config, data, model_fn) -> gls.Trainer:
-    """Chapter 5's resume: a fresh Trainer, then the checkpoint read onto the CPU, if any."""
+    """Chapter 5's resume: a fresh Trainer, then the checkpoint, if there is one."""
     trainer = gls.Trainer(dataclasses.replace(cfg, resume=False), data=data, model_fn=model_fn)
     if Path(cfg.checkpoint).exists():
-        trainer.load_state_dict(torch.load(cfg.checkpoint, map_location="cpu",
-                                           weights_only=False))
+        trainer.load_checkpoint(cfg.checkpoint)
     return trainer
 
 
@@ -54,7 +53,8 @@ def test_resumed_run_ends_where_the_uninterrupted_one_did(tmp_path, method):
     model_fn = _model_fn(data)
     every = 2
     generations = 6 if method == "gls" else 4
-    cfg = gls.Config(method=method, dataset="synthetic", model="fastnet", pop=4,
+    cfg = gls.Config(method=method, dataset="synthetic", model="fastnet",
+                     pop=4 if method == "gls" else 1,
                      generations=generations, batch_size=16, seed=0, device="cpu",
                      eval_every=every, checkpoint=str(tmp_path / "run.pt"),
                      checkpoint_every=every, resume=True)
