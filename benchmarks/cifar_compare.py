@@ -339,22 +339,27 @@ class Worker:
             self.log.close()
         return rc
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.thread.join(timeout=10)
-        self.log.close()
-
     def log_tail(self, n: int = 2000) -> str:
         try:
             return self.log_path.read_text()[-n:]
         except OSError:
             return ""
+
+
+def stop_all(workers: list[Worker], grace: float = 10.0) -> None:
+    """Terminate every worker at once; kill those still there after ``grace`` seconds."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.terminate()
+    end = time.perf_counter() + grace
+    for w in workers:
+        try:
+            w.proc.wait(timeout=max(0.1, end - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+        w.thread.join(timeout=5)
+        w.log.close()
 
 
 # ----------------------------------------------------------------------------- time estimates
@@ -390,6 +395,29 @@ class Speed:
             return None
         start = statistics.median(self.startup.get(model, [0.0]))
         return start + job["budget"]["images"] * statistics.median(rates.values())
+
+
+def shed(runs: list[tuple[dict, tuple[int, int, float] | None]], now: float, limit: float
+         ) -> int | None:
+    """Which running run to stop so that the others finish in time, or None.
+
+    ``runs`` holds (job, progress) with progress ``(done, total, seconds training)``. A run
+    is late when its own pace says it ends after ``limit``. Runs that share a device go faster
+    when fewer share it, so stopping one late run can let the rest finish: the one stopped is
+    of the latest seed (a cut should leave whole seeds), then the one with most time left.
+    Nothing is stopped while fewer than two runs are going.
+    """
+    if len(runs) < 2 or not math.isfinite(limit):
+        return None
+    late = []
+    for i, (job, prog) in enumerate(runs):
+        if not prog or prog[0] < 1 or prog[0] >= prog[1]:
+            continue
+        done, total, elapsed = prog
+        left = elapsed * (total - done) / done
+        if now + left > limit:
+            late.append((job["seed"], left, i))
+    return max(late)[2] if late else None
 
 
 def _method(arm: str) -> str:
@@ -518,6 +546,7 @@ def _run_pool(args: argparse.Namespace, jobs: list[dict], finish, t0: float, lim
     speed = Speed()
     running: list[Worker] = []
     skipped = 0
+    last_shed = -math.inf
     jobs = list(jobs)
     try:
         while jobs or running:
@@ -525,9 +554,10 @@ def _run_pool(args: argparse.Namespace, jobs: list[dict], finish, t0: float, lim
             if now >= limit:
                 print(f"time limit ({limit:.0f} s): stopping {len(running)} running runs; "
                       f"{len(jobs)} not started", flush=True)
-                for w in running:
-                    w.stop()
-                return skipped + len(running) + len(jobs)
+                stop_all(running)
+                left = skipped + len(running) + len(jobs)
+                running = []
+                return left
             # The next model starts once the previous one has no run going.
             while jobs and len(running) < args.workers and (
                     not running or running[0].job["model"] == jobs[0]["model"]):
@@ -540,6 +570,16 @@ def _run_pool(args: argparse.Namespace, jobs: list[dict], finish, t0: float, lim
                     continue
                 running.append(Worker(job, log_dir))
             time.sleep(0.2)
+            if now - last_shed > args.shed_every:
+                victim = shed([(w.job, w.progress) for w in running], now, limit)
+                if victim is not None:
+                    w = running.pop(victim)
+                    print(f"stop {w.job['model']} {w.job['arm']} seed {w.job['seed']} at "
+                          f"{w.progress[0]}/{w.progress[1]}: the runs going cannot all finish "
+                          f"in the {limit - now:.0f} s left", flush=True)
+                    stop_all([w])
+                    skipped += 1
+                    last_shed = now
             for w in list(running):
                 if w.progress:
                     speed.observe(w.job, w.ready, *w.progress)
@@ -555,8 +595,7 @@ def _run_pool(args: argparse.Namespace, jobs: list[dict], finish, t0: float, lim
                     print(f"FAILED {w.key} (exit {rc}); its log ends:\n{w.log_tail()}",
                           flush=True)
     finally:
-        for w in running:
-            w.stop()
+        stop_all(running)
     return skipped
 
 
@@ -703,6 +742,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--evals", type=int, default=1, help="test evaluations per run (last: end)")
     ap.add_argument("--time-limit", type=float, default=0,
                     help="seconds for the whole command (0: none)")
+    ap.add_argument("--shed-every", type=float, default=30.0,
+                    help="with --time-limit: at most one late run stopped per this many seconds")
     ap.add_argument("--data-root", type=Path, default=Path("data"),
                     help="where decoded datasets are cached")
     ap.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",

@@ -151,6 +151,12 @@ def test_cifar_compare_budgets_and_time_estimate():
     sgd_job = {"model": "m", "arm": "sgd_epochs", "seed": 0, "budget": {"images": 100}}
     assert speed.predict(sgd_job) == pytest.approx(2.0 + 100 * 5.0 / 250)  # the other method's
     assert speed.predict({**job, "model": "other"}) is None
+    # Late runs: the latest seed is stopped first, and never the last run going.
+    runs = [({"seed": 0}, (10, 100, 10.0)), ({"seed": 1}, (5, 100, 10.0)),
+            ({"seed": 1}, (50, 100, 10.0)), ({"seed": 2}, None)]
+    assert mod.shed(runs, now=0.0, limit=150.0) == 1  # needs 190 s; seed 0 needs 90 s
+    assert mod.shed(runs, now=0.0, limit=1000.0) is None  # all in time
+    assert mod.shed(runs[:1], now=0.0, limit=1.0) is None
 
 
 def _steps_api() -> bool:
