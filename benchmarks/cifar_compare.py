@@ -23,8 +23,9 @@ GPU idle); ``--workers 0`` runs them one after another in this process. Each fin
 appended at once, as one JSON line, to ``OUT/results.jsonl`` (the file is rewritten atomically,
 so a command cut short keeps every run it finished and never a half line); running the same
 command again skips the (model, arm, seed) triples already there. ``--time-limit`` launches no
-run that the measured speed of the runs so far says cannot finish in time, and stops the ones
-still running when the time is up. Models run one after another (``--models
+run that the measured speed of the runs so far says cannot finish in time; when the runs going
+cannot all finish, it stops one of them (the latest seed first) so that the others can, and at
+the limit it stops whatever still runs. Models run one after another (``--models
 fastnet,resnet18``): the second starts once every run of the first has finished or been left
 out.
 
@@ -72,12 +73,12 @@ RESULTS = "results.jsonl"
 TAG = "@glx "  # a worker's protocol lines on stdout start with this
 # Paired comparisons of the summary: (a, b, what a - b isolates).
 CONTRASTS = (
-    ("gls", "sgd_epochs", "budget: the paper's comparison"),
+    ("gls", "sgd_epochs", "budget: equal epochs (the paper's)"),
     ("gls", "sgd_lineage", "budget: equal lineage data"),
     ("gls", "sgd_compute", "budget: equal compute"),
     ("gls", "gls_random", "selection: lexicase vs random"),
     ("gls_inherit", "gls", "momentum: inherited vs reset"),
-    ("gls_inherit", "sgd_compute", "GLS-inherit vs SGD at equal compute"),
+    ("gls_inherit", "sgd_compute", "GLS-inherit vs SGD, equal compute"),
 )
 
 
@@ -666,36 +667,14 @@ def _contrast_table(acc: dict[str, dict[int, float]], margin: float) -> str:
 
 
 def _paired_markdown(pairs: list[tuple], margin: float) -> str:
-    """The comparisons table: paired t intervals, Holm across its rows, two one-sided tests."""
-    from scipy import stats
+    """The comparisons table from glx.report (accuracies in points, paired by seed), then one
+    verdict sentence a row."""
+    from glx import report
 
-    res = []
-    for a, b, what, xa, xb in pairs:
-        d = [u - v for u, v in zip(xa, xb, strict=True)]
-        n, mean = len(d), statistics.fmean(d)
-        se = statistics.stdev(d) / math.sqrt(n)
-        half = stats.t.ppf(0.975, n - 1) * se
-        if se > 0:
-            p = 2 * stats.t.sf(abs(mean) / se, n - 1)
-            p_eq = max(stats.t.sf((mean + margin) / se, n - 1),
-                       stats.t.cdf((mean - margin) / se, n - 1))
-        else:  # every seed gave the same difference: no t statistic
-            p = p_eq = math.nan
-        res.append([a, b, what, n, mean, half, p, p_eq])
-    order = sorted(range(len(res)), key=lambda i: res[i][6])
-    running = 0.0
-    for rank, i in enumerate(order):  # Holm: step-down, kept monotone
-        p = res[i][6]
-        running = max(running, min(1.0, (len(res) - rank) * p)) if p == p else running
-        res[i].append(running if p == p else math.nan)
-    lines = [f"| comparison | what it isolates | seed pairs | difference, points (95% CI) | "
-             f"p (Holm) | equivalent within ±{margin:g} (TOST p) | verdict |",
-             "|---|---|---:|---|---:|---:|---|"]
-    for a, b, what, n, mean, half, _p, p_eq, p_holm in res:
-        verdict = ("differs" if p_holm < 0.05 else
-                   f"equivalent within ±{margin:g}" if p_eq < 0.05 else "inconclusive")
-        lines.append(f"| {a} − {b} | {what} | {n} | {mean:+.2f} ({mean - half:+.2f}, "
-                     f"{mean + half:+.2f}) | {p_holm:.3g} | {p_eq:.3g} | {verdict} |")
+    table = report.compare({what: (xa, xb) for _a, _b, what, xa, xb in pairs}, margin=margin,
+                           names={what: (a, b) for a, b, what, _xa, _xb in pairs})
+    lines = [report.markdown(table, unit="pp", decimals=2), ""]
+    lines += [f"- {report.verdict(row, unit='pp', decimals=2)}" for row in table]
     return "\n".join(lines)
 
 

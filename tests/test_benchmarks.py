@@ -116,7 +116,8 @@ def test_cifar_compare_appends_resumes_and_summarizes(tmp_path, capsys):
     table = capsys.readouterr().out
     for arm in mod.ARMS:
         assert f"| {arm} (" in table
-    assert "| gls − gls_random |" in table and "TOST" in table and "Holm" in table
+    assert "selection: lexicase vs random (gls vs gls_random)" in table
+    assert "TOST" in table and "Holm" in table
     assert "SGD batch: the GLS per-child batch" in table
     # Other settings into the same folder: refused, not mixed.
     with pytest.raises(SystemExit, match="other settings"):
