@@ -95,6 +95,8 @@ def arm_config(arm: str, base: Any, n_train: int, sgd_batch: str = "gls") -> tup
 
     The one place that knows how glx.gls matches SGD budgets to a GLS run.
     """
+    import torch
+
     from glx import gls
 
     if arm not in ARMS:
@@ -106,38 +108,25 @@ def arm_config(arm: str, base: Any, n_train: int, sgd_batch: str = "gls") -> tup
         change = {"gls": {}, "gls_random": {"selection": "random"},
                   "gls_inherit": {"momentum_policy": "inherit"}}[arm]
         cfg = dataclasses.replace(base, **change)
-        steps, images = _gls_generation(n_train, p, b)
-        return cfg, _budget(G * steps, b, G * images, n_train, generations=G)
-    match = arm.removeprefix("sgd_")
-    if hasattr(gls, "matched_sgd"):
-        cfg = gls.matched_sgd(base, match, n_train, batch=sgd_batch)
-        steps = _sgd_steps(cfg, n_train)
-        return cfg, _budget(steps, cfg.batch_size, steps * cfg.batch_size, n_train)
-    # Before glx.gls counts SGD budgets in steps: whole epochs, rounded.
-    epochs = gls.sgd_epochs(G, p, match)
+    if hasattr(gls, "budget"):  # budgets in optimizer steps
+        table = gls.budget(G, p, n_train, b, last_round=base.last_round,
+                           sgd_batch=gls.PAPER_SGD_BATCH if sgd_batch == "paper128" else None)
+        if arm.startswith("gls"):
+            t = table["gls"]
+            return cfg, _budget(t["steps"], b, t["images"], n_train, generations=G)
+        match = arm.removeprefix("sgd_")
+        cfg, t = gls.matched_sgd(base, match, n_train, batch=sgd_batch), table[match]
+        return cfg, _budget(t["steps"], t["batch_size"], t["images"], n_train)
+    # glx.gls without step budgets: whole epochs, rounded (lineage can equal epochs).
+    if arm.startswith("gls"):
+        plan = gls.deal(torch.arange(n_train), p, b)
+        images = sum(int(idx.numel()) for idx in plan)
+        return cfg, _budget(G * len(plan), b, G * images, n_train, generations=G)
+    epochs = gls.sgd_epochs(G, p, arm.removeprefix("sgd_"))
     bs = b if sgd_batch == "gls" else 128
     cfg = dataclasses.replace(base, method="sgd", pop=1, momentum_policy="inherit",
                               generations=epochs, batch_size=bs)
-    steps = epochs * math.ceil(n_train / bs)
-    return cfg, _budget(steps, bs, epochs * n_train, n_train)
-
-
-def _gls_generation(n_train: int, pop: int, batch: int) -> tuple[int, int]:
-    """(optimizer steps of each child, images of all children) in one GLS generation."""
-    import torch
-
-    from glx import gls
-
-    plan = gls.deal(torch.arange(n_train), pop, batch)
-    return len(plan), sum(int(idx.numel()) for idx in plan)
-
-
-def _sgd_steps(cfg: Any, n_train: int) -> int:
-    from glx import gls
-
-    if hasattr(gls, "total_steps"):
-        return int(gls.total_steps(cfg, n_train))
-    return int(getattr(cfg, "steps", 0) or cfg.generations * math.ceil(n_train / cfg.batch_size))
+    return cfg, _budget(epochs * math.ceil(n_train / bs), bs, epochs * n_train, n_train)
 
 
 def _budget(steps: int, batch: int, images: int, n_train: int, generations: int | None = None
@@ -236,9 +225,9 @@ def run_job(job: dict, emit) -> dict:
     try:
         trainer = gls.Trainer(cfg, data=load_data(job["data"]))
         emit({"ready": time.perf_counter() - t0})
+        total = getattr(trainer, "generations", cfg.generations)
         for rec in trainer:
-            emit({"done": rec["generation"] + 1, "total": cfg.generations,
-                  "elapsed": rec["wall_s"]})
+            emit({"done": rec["generation"] + 1, "total": total, "elapsed": rec["wall_s"]})
         run = trainer.result()
     except gls.NonFiniteLoss as err:
         row.update(test_accuracy=None, error=str(err), diverged=True)
