@@ -89,14 +89,11 @@ def arm_config(arm: str, base: Any, n_train: int, sgd_batch: str = "gls") -> tup
     """The ``glx.gls.Config`` of one arm and its budget, from the GLS config ``base``.
 
     ``base`` is the GLS run (method "gls", its ``generations``, ``pop`` and ``batch_size``);
-    ``n_train`` the training images a run sees. The budget dict gives ``steps`` (optimizer
-    steps of one model: for GLS, of each child), ``batch``, ``images`` (images through a
-    backward pass, all children together) and ``epochs`` (``images / n_train``).
-
-    The one place that knows how glx.gls matches SGD budgets to a GLS run.
+    ``n_train`` the training images a run sees. The SGD arms come from ``glx.gls.matched_sgd``
+    (budgets in optimizer steps, fractional epochs allowed). The budget dict gives ``steps``
+    (optimizer steps of one model: for GLS, of each child), ``batch``, ``images`` (images
+    through a backward pass, all children together) and ``epochs`` (``images / n_train``).
     """
-    import torch
-
     from glx import gls
 
     if arm not in ARMS:
@@ -104,29 +101,18 @@ def arm_config(arm: str, base: Any, n_train: int, sgd_batch: str = "gls") -> tup
     if sgd_batch not in SGD_BATCHES:
         raise ValueError(f"sgd_batch={sgd_batch!r}: expected one of {SGD_BATCHES}")
     p, b, G = base.pop, base.batch_size, base.generations
+    table = gls.budget(G, p, n_train, b, last_round=base.last_round,
+                       sgd_batch=gls.PAPER_SGD_BATCH if sgd_batch == "paper128" else None)
     if arm.startswith("gls"):
         change = {"gls": {}, "gls_random": {"selection": "random"},
                   "gls_inherit": {"momentum_policy": "inherit"}}[arm]
-        cfg = dataclasses.replace(base, **change)
-    if hasattr(gls, "budget"):  # budgets in optimizer steps
-        table = gls.budget(G, p, n_train, b, last_round=base.last_round,
-                           sgd_batch=gls.PAPER_SGD_BATCH if sgd_batch == "paper128" else None)
-        if arm.startswith("gls"):
-            t = table["gls"]
-            return cfg, _budget(t["steps"], b, t["images"], n_train, generations=G)
-        match = arm.removeprefix("sgd_")
-        cfg, t = gls.matched_sgd(base, match, n_train, batch=sgd_batch), table[match]
-        return cfg, _budget(t["steps"], t["batch_size"], t["images"], n_train)
-    # glx.gls without step budgets: whole epochs, rounded (lineage can equal epochs).
-    if arm.startswith("gls"):
-        plan = gls.deal(torch.arange(n_train), p, b)
-        images = sum(int(idx.numel()) for idx in plan)
-        return cfg, _budget(G * len(plan), b, G * images, n_train, generations=G)
-    epochs = gls.sgd_epochs(G, p, arm.removeprefix("sgd_"))
-    bs = b if sgd_batch == "gls" else 128
-    cfg = dataclasses.replace(base, method="sgd", pop=1, momentum_policy="inherit",
-                              generations=epochs, batch_size=bs)
-    return cfg, _budget(epochs * math.ceil(n_train / bs), bs, epochs * n_train, n_train)
+        t = table["gls"]
+        return (dataclasses.replace(base, **change),
+                _budget(t["steps"], b, t["images"], n_train, generations=G))
+    match = arm.removeprefix("sgd_")
+    t = table[match]
+    return (gls.matched_sgd(base, match, n_train, batch=sgd_batch),
+            _budget(t["steps"], t["batch_size"], t["images"], n_train))
 
 
 def _budget(steps: int, batch: int, images: int, n_train: int, generations: int | None = None
@@ -153,24 +139,19 @@ def base_config(args: argparse.Namespace, model: str, seed: int) -> Any:
         batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device,
         subset=args.subset, test_subset=args.test_subset, data_root=str(args.data_root),
         eval_every=max(1, math.ceil(generations / args.evals)))
-    if "lr_granularity" in fields:
-        kw["lr_granularity"] = "step"
     kw.update(extra)
     return gls.Config(**kw)
 
 
 def protocol(args: argparse.Namespace, n_train: int) -> dict:
     """What every line of one results file must share: the settings that make arms comparable."""
-    from glx import gls
-
     base = base_config(args, "x", 0)
     return {"data": Path(args.cifar).name, "per_class": args.per_class, "n_train": n_train,
             "subset": args.subset,
             "test_subset": args.test_subset, "epochs": args.epochs, "pop": args.pop,
             "batch": args.batch_size, "sgd_batch": args.sgd_batch, "lr": args.lr,
-            "lr_granularity": getattr(base, "lr_granularity", "generation"),
-            "schedule": base.schedule, "set": dict(sorted(args.set.items())),
-            "matched_in": "steps" if hasattr(gls, "matched_sgd") else "rounded epochs"}
+            "lr_granularity": base.lr_granularity, "schedule": base.schedule,
+            "set": dict(sorted(args.set.items()))}
 
 
 # ----------------------------------------------------------------------------- results file
@@ -225,7 +206,7 @@ def run_job(job: dict, emit) -> dict:
     try:
         trainer = gls.Trainer(cfg, data=load_data(job["data"]))
         emit({"ready": time.perf_counter() - t0})
-        total = getattr(trainer, "generations", cfg.generations)
+        total = trainer.generations
         for rec in trainer:
             emit({"done": rec["generation"] + 1, "total": total, "elapsed": rec["wall_s"]})
         run = trainer.result()
@@ -640,7 +621,7 @@ def _protocol_text(proto: dict) -> str:
     return (f"{proto.get('data')}, {proto.get('n_train')} training images, GLS budget "
             f"{proto.get('epochs')} epochs at p = {proto.get('pop')}, batch {proto.get('batch')} "
             f"per child, SGD batch: {sgd}; lr {proto.get('lr')} {proto.get('schedule')}, set per "
-            f"{proto.get('lr_granularity')}; SGD budgets matched in {proto.get('matched_in')}.")
+            f"{proto.get('lr_granularity')}; SGD budgets matched in optimizer steps.")
 
 
 def _contrast_table(acc: dict[str, dict[int, float]], margin: float) -> str:

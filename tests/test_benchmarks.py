@@ -139,6 +139,10 @@ def test_cifar_compare_budgets_and_time_estimate():
         assert cfg.method == "sgd" and cfg.pop == 1 and bud["batch"] == 16
     assert cfgs["sgd_compute"][1]["images"] == cfgs["gls"][1]["images"]
     assert cfgs["sgd_epochs"][1]["epochs"] == pytest.approx(2, rel=0.02)
+    # Budgets in steps: lineage is its own arm, (p+1)/p times the epochs arm.
+    assert cfgs["sgd_lineage"][1]["steps"] > cfgs["sgd_epochs"][1]["steps"]
+    assert cfgs["sgd_lineage"][1]["epochs"] == pytest.approx(2.5, rel=0.02)
+    assert cfgs["sgd_lineage"][1]["steps"] == cfgs["gls"][1]["steps"]  # the lineage's steps
     cfg128, bud128 = mod.arm_config("sgd_compute", base, n, "paper128")
     assert cfg128.batch_size == bud128["batch"] == 128
     with pytest.raises(ValueError, match="arm='sgd'"):
@@ -158,24 +162,3 @@ def test_cifar_compare_budgets_and_time_estimate():
     assert mod.shed(runs, now=0.0, limit=150.0) == 1  # needs 190 s; seed 0 needs 90 s
     assert mod.shed(runs, now=0.0, limit=1000.0) is None  # all in time
     assert mod.shed(runs[:1], now=0.0, limit=1.0) is None
-
-
-def _steps_api() -> bool:
-    from glx import gls
-
-    return hasattr(gls, "matched_sgd")
-
-
-@pytest.mark.xfail(not _steps_api(), strict=True,
-                   reason="glx.gls counts matched SGD budgets in rounded epochs")
-def test_cifar_compare_lineage_budget_is_its_own():
-    """At E = 2, p = 4 the lineage arm trains 2.5 epochs of steps, not the 2 of equal epochs."""
-    from glx import gls
-
-    mod = _cifar_compare()
-    base = gls.Config(model="mlp", dataset="synthetic", pop=4, batch_size=16,
-                      generations=gls.paper_generations(2, 4))
-    lineage = mod.arm_config("sgd_lineage", base, 512)[1]
-    epochs = mod.arm_config("sgd_epochs", base, 512)[1]
-    assert lineage["steps"] > epochs["steps"]
-    assert lineage["epochs"] == pytest.approx(2.5, rel=0.02)
