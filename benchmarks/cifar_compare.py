@@ -45,6 +45,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -130,7 +131,7 @@ def base_config(args: argparse.Namespace, model: str, seed: int) -> Any:
 
     generations = gls.paper_generations(args.epochs, args.pop)
     fields = {f.name for f in dataclasses.fields(gls.Config)}
-    extra = {k: v for k, v in args.set.items()}
+    extra = dict(args.set)
     unknown = sorted(set(extra) - fields)
     if unknown:
         raise ValueError(f"--set {unknown}: not fields of glx.gls.Config")
@@ -567,6 +568,7 @@ def _run_pool(args: argparse.Namespace, jobs: list[dict], finish, t0: float, lim
                           flush=True)
     finally:
         stop_all(running)
+        shutil.rmtree(log_dir, ignore_errors=True)  # a failed run's log tail is printed
     return skipped
 
 
