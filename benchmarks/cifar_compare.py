@@ -541,6 +541,8 @@ def _run_pool(args: argparse.Namespace, jobs: list[dict], finish, t0: float, lim
                     skipped += 1
                     continue
                 running.append(Worker(job, log_dir))
+                print(f"start {job['model']} {job['arm']} seed {job['seed']} "
+                      f"({now:.0f} s since start)", flush=True)
             time.sleep(0.2)
             if now - last_shed > args.shed_every:
                 victim = shed([(w.job, w.progress) for w in running], now, limit)
