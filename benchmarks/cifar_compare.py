@@ -247,6 +247,8 @@ def _worker(job_json: str) -> int:
         print(TAG + json.dumps(msg), flush=True)
 
     job = json.loads(job_json)
+    if sys.platform.startswith("linux"):
+        _die_with_parent(job["parent"])
     row = run_job(job, emit)
     emit({"result": row})
     return 0
@@ -260,13 +262,15 @@ def _device_name(device: str) -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
-def _die_with_parent() -> None:
-    # A worker must not outlive a killed scheduler (it would hold the GPU): Linux prctl
-    # PR_SET_PDEATHSIG; elsewhere the worker simply runs to its end.
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the scheduler ends, even by SIGKILL (a worker left behind would hold
+    the GPU): Linux's PR_SET_PDEATHSIG; elsewhere the worker runs to its end."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != parent:  # the scheduler died before prctl took effect
+        sys.exit(1)
 
 
 class Worker:
@@ -284,9 +288,9 @@ class Worker:
         if job.get("threads"):
             env["OMP_NUM_THREADS"] = str(job["threads"])
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)],
-            cwd=os.getcwd(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            [sys.executable, str(Path(__file__).resolve()), "--worker",
+             json.dumps({**job, "parent": os.getpid()})],
+            cwd=os.getcwd(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 

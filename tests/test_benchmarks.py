@@ -65,6 +65,19 @@ def _tiny_data_args() -> list[str]:
     return ["--cifar", "synthetic", "--models", "mlp", "--batch-size", "16"]
 
 
+def _workers_of(folder: Path) -> list[int]:
+    """Worker processes of cifar_compare whose command line names ``folder`` (Linux; else [])."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+        except OSError:
+            continue
+        if b"--worker" in text and str(folder).encode() in text:
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
 def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -88,6 +101,11 @@ def test_cifar_compare_appends_resumes_and_summarizes(tmp_path, capsys):
         time.sleep(0.05)
     proc.kill()
     proc.wait()
+    # Its workers end with it (they would otherwise hold the device).
+    end = time.monotonic() + 30
+    while _workers_of(tmp_path) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not _workers_of(tmp_path)
     kept = _lines(results)  # every line whole JSON
     assert 1 <= len(kept) < 12
     # The same settings finish the rest (one by one in one process), keeping what was there.
