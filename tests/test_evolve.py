@@ -267,3 +267,22 @@ def test_bad_inputs_name_the_value(setup):
     with pytest.raises(ValueError, match=r"theta: shape \(5,\)"):
         ev.evaluate(fm, torch.zeros(5), dd)
     assert math.isfinite(ev.barrier([0.0, 0.0]))
+
+
+def test_bench_evolve_times_both_ways(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_evolve.py"),
+                           "--models", "mlp", "--popsize", "4", "--batch-size", "16",
+                           "--rounds", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["model"] == "mlp" and row["popsize"] == 4
+    assert row["batched_ms"] > 0 and row["looped_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["looped_ms"] / row["batched_ms"])
