@@ -40,7 +40,9 @@ the authors' code does. (The global sigma does not change either ranking.)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ from torch.func import functional_call, vmap
 from glx import data as gdata
 from glx import models as gmodels
 from glx import select as gselect
+from glx.fileio import atomic_write
 
 STRATEGIES = ("openai_es", "snes", "sep_cma")
 CRITERIA = ("snr", "magnitude", "random", "sgd")
@@ -450,17 +453,34 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
+def _save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def _load_checkpoint(path: str | os.PathLike | None, resume: bool,
+                     kind: str) -> dict[str, Any] | None:
+    if not (resume and path and os.path.exists(path)):
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        raise ValueError(f"checkpoint={str(path)!r}: not a {kind} checkpoint of glx.evolve")
+    return state
+
+
 def train_es(fm: FlatModel, data: gdata.DeviceData, method: str = "snes", *,
              theta0: Tensor | None = None, mask: Tensor | None = None,
              generations: int = 200, popsize: int = 64, sigma: float = 0.05,
              batch_size: int = 256, seed: int = 0, eval_every: int = 0,
              snr_rank: str = "std", callback: Callable[[dict[str, Any]], Any] | None = None,
-             **strategy_kw: Any) -> ESRun:
+             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 50,
+             resume: bool = False, **strategy_kw: Any) -> ESRun:
     """Train ``fm`` with an ES, searching only the unmasked entries of ``theta0``.
 
     Each generation draws a fresh batch of ``batch_size`` training images; fitness is minus
     the mean cross-entropy there. Pruned entries stay exactly 0. ``eval_every`` > 0 records the
     test accuracy of the mean every that many generations (and always at the end).
+    ``checkpoint``: a file written (atomically) every ``checkpoint_every`` generations and at
+    the end; with ``resume`` an existing one is continued, bit-exactly as if never stopped.
     """
     _choice("method", method, STRATEGIES)
     _int_at_least("generations", generations, 1)
@@ -478,7 +498,15 @@ def train_es(fm: FlatModel, data: gdata.DeviceData, method: str = "snes", *,
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     forward = 0
-    for g in range(generations):
+    state = _load_checkpoint(checkpoint, resume, "es")
+    if state is not None:
+        es, history, forward = state["strategy"], state["history"], state["forward"]
+        for k, v in vars(es).items():
+            if isinstance(v, Tensor):
+                setattr(es, k, v.to(dev))
+        gen.set_state(state["rng"])
+        t0 -= history[-1]["wall_s"] if history else 0.0
+    for g in range(len(history), generations):
         idx = torch.randint(0, data.n_train, (batch_size,), generator=gen, device=dev)
         x, y = data.clean_batch(idx)
         sols = es.ask(gen)
@@ -495,6 +523,9 @@ def train_es(fm: FlatModel, data: gdata.DeviceData, method: str = "snes", *,
             rec["test_loss"], rec["test_acc"] = evaluate(fm, full_mean, data)
         rec["wall_s"] = time.perf_counter() - t0
         history.append(rec)
+        if checkpoint and ((g + 1) % checkpoint_every == 0 or g + 1 == generations):
+            _save_checkpoint(checkpoint, {"kind": "es", "strategy": es, "history": history,
+                                          "forward": forward, "rng": gen.get_state()})
         if callback is not None:
             callback(rec)
     mean = base.clone()
@@ -756,7 +787,9 @@ class GARun:
 def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncation: int = 10,
             sigma: float = 0.02, generations: int = 200, batch_size: int = 256,
             selection: str = "truncation", elite_candidates: int = 5, seed: int = 0,
-            eval_every: int = 0, callback: Callable[[dict[str, Any]], Any] | None = None) -> GARun:
+            eval_every: int = 0, callback: Callable[[dict[str, Any]], Any] | None = None,
+            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 50,
+            resume: bool = False) -> GARun:
     """The Deep GA on a classification task; fitness = minus cross-entropy on a fresh batch.
 
     Each generation: evaluate everyone on a fresh batch; the top ``elite_candidates`` are
@@ -764,7 +797,8 @@ def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncat
     other popsize - 1 children each take a parent and add ``sigma`` Gaussian noise from a new
     seed. Parents: the top ``truncation`` ("truncation"), lexicase selection on the batch's
     per-case hits ("lexicase"), or none at all: every child a fresh initialisation
-    ("random_search").
+    ("random_search"). ``checkpoint``/``resume`` as in :func:`train_es` (the checkpoint holds
+    the genomes; the weights are rebuilt from them).
     """
     _int_at_least("popsize", popsize, 2)
     _int_at_least("truncation", truncation, 1)
@@ -783,13 +817,21 @@ def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncat
     def new_seeds(k: int) -> list[int]:
         return torch.randint(0, _SEED_MAX + 1, (k,), generator=g_seed).tolist()
 
-    genomes = [[s] for s in new_seeds(popsize)]
-    thetas = torch.stack([fm.init(g[0]) for g in genomes])
     history: list[dict[str, Any]] = []
     forward = 0
     t0 = time.perf_counter()
+    state = _load_checkpoint(checkpoint, resume, "ga")
+    if state is None:
+        genomes = [[s] for s in new_seeds(popsize)]
+    else:
+        genomes, history, forward = state["genomes"], state["history"], state["forward"]
+        g_data.set_state(state["rng_data"])
+        g_seed.set_state(state["rng_seed"])
+        g_sel.set_state(state["rng_sel"])
+        t0 -= history[-1]["wall_s"] if history else 0.0
+    thetas = torch.stack([decode(fm, g, sigma) for g in genomes])
     elite = 0
-    for gnum in range(generations):
+    for gnum in range(len(history), generations):
         x, y = data.clean_batch(torch.randint(0, data.n_train, (batch_size,), generator=g_data,
                                               device=dev))
         loss, hits = population_scores(fm, thetas, x, y)
@@ -829,13 +871,118 @@ def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncat
         genomes = [genomes[elite]] + children
         thetas = torch.stack([thetas[elite]] + child_thetas)
         elite = 0
+        if checkpoint and (gnum + 1) % checkpoint_every == 0:
+            _save_checkpoint(checkpoint, {
+                "kind": "ga", "genomes": genomes, "history": history, "forward": forward,
+                "rng_data": g_data.get_state(), "rng_seed": g_seed.get_state(),
+                "rng_sel": g_sel.get_state()})
     final = history[-1]
     return GARun(selection, list(genomes[elite]), thetas[elite].clone(), float(sigma), fm.n,
                  history, final["test_acc"], final["test_loss"], forward,
                  time.perf_counter() - t0)
 
 
+# -- one run from a config: the command line's record ----------------------------------------
+
+METHODS = (*STRATEGIES, "ga")
+
+
+@dataclass
+class Config:
+    """One ``python -m glx evolve`` run. ``sigma``: the ES's initial spread or the GA's
+    mutation strength; ``hidden``: the hidden width of ``model="mlp"`` (one layer)."""
+
+    method: str = "snes"
+    dataset: str = "digits"
+    model: str = "mlp"
+    hidden: int = 32
+    popsize: int = 64
+    sigma: float = 0.05
+    generations: int = 300
+    batch_size: int = 256
+    truncation: int = 10
+    selection: str = "truncation"  # ga only: "truncation", "lexicase", "random_search"
+    seed: int = 0
+    device: str = "cpu"
+    data_root: str = "data"
+    eval_every: int = 50
+    checkpoint: str | None = None
+    checkpoint_every: int = 50
+    resume: bool = False
+
+    def validate(self) -> Config:
+        """Raise ValueError naming the first bad value."""
+        _choice("method", self.method, METHODS)
+        _choice("selection", self.selection, GA_SELECTIONS)
+        if self.model not in gmodels.NAMES:
+            raise ValueError(f"model={self.model!r}: expected one of {gmodels.NAMES}")
+        _int_at_least("hidden", self.hidden, 1)
+        _int_at_least("popsize", self.popsize, 2)
+        _positive("sigma", self.sigma)
+        _int_at_least("generations", self.generations, 1)
+        _int_at_least("batch_size", self.batch_size, 1)
+        _int_at_least("truncation", self.truncation, 1)
+        if self.method == "ga" and self.truncation > self.popsize:
+            raise ValueError(f"truncation={self.truncation!r}: larger than "
+                             f"popsize={self.popsize}")
+        if self.method == "openai_es" and self.popsize % 2:
+            raise ValueError(f"popsize={self.popsize!r}: OpenAI-ES samples antithetic pairs; "
+                             "use an even population")
+        _int_at_least("seed", self.seed, 0)
+        _int_at_least("eval_every", self.eval_every, 1)
+        _int_at_least("checkpoint_every", self.checkpoint_every, 1)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def setup(cfg: Config) -> tuple[FlatModel, gdata.DeviceData]:
+    """The flat model and the device data of a config."""
+    ds = gdata.load(cfg.dataset, root=cfg.data_root)
+    data = gdata.DeviceData(ds, device=cfg.device)
+    kw = {"hidden": (cfg.hidden,)} if cfg.model == "mlp" else {}
+    fm = FlatModel.build(cfg.model, ds.num_classes, ds.input_shape, device=cfg.device, **kw)
+    return fm, data
+
+
+def run(cfg: Config, callback: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """Run ``cfg`` and return its record: ``config``, ``history``, ``test_accuracy``,
+    ``wall_seconds`` (the keys of a ``glx.gls`` record) and, for the GA, ``genome``
+    (its integer seeds), ``sigma``, ``n_params`` and ``compression``."""
+    cfg.validate()
+    fm, data = setup(cfg)
+    common = dict(generations=cfg.generations, batch_size=cfg.batch_size, seed=cfg.seed,
+                  eval_every=cfg.eval_every, callback=callback, checkpoint=cfg.checkpoint,
+                  checkpoint_every=cfg.checkpoint_every, resume=cfg.resume)
+    if cfg.method == "ga":
+        r = deep_ga(fm, data, popsize=cfg.popsize, truncation=cfg.truncation, sigma=cfg.sigma,
+                    selection=cfg.selection, **common)
+        return {"config": cfg.to_dict(), "history": r.history, "test_accuracy": r.test_accuracy,
+                "wall_seconds": r.wall_seconds, "genome": r.genome, "sigma": r.sigma,
+                "n_params": r.n_params, "compression": r.compression,
+                "forward_passes": r.forward_passes}
+    e = train_es(fm, data, cfg.method, popsize=cfg.popsize, sigma=cfg.sigma, **common)
+    return {"config": cfg.to_dict(), "history": e.history, "test_accuracy": e.test_accuracy,
+            "wall_seconds": e.wall_seconds, "forward_passes": e.forward_passes}
+
+
+def decode_record(record: dict[str, Any]) -> tuple[Tensor, float, FlatModel]:
+    """Rebuild a GA record's network from its genome alone: (theta, test accuracy, model)."""
+    if not isinstance(record, dict) or "config" not in record:
+        raise ValueError("record: not a glx.evolve record (no 'config')")
+    if record["config"].get("method") != "ga" or "genome" not in record:
+        raise ValueError(f"record: method={record['config'].get('method')!r} has no genome; "
+                         "only 'ga' runs can be decoded")
+    known = {f.name for f in dataclasses.fields(Config)}
+    cfg = Config(**{k: v for k, v in record["config"].items() if k in known}).validate()
+    fm, data = setup(cfg)
+    theta = decode(fm, record["genome"], record["sigma"], n_params=record.get("n_params"))
+    return theta, evaluate(fm, theta, data)[1], fm
+
+
 __all__ = [
+    "METHODS", "Config", "decode_record", "run", "setup",
     "CRITERIA", "GA_SELECTIONS", "SNR_RANKS", "STRATEGIES", "ESRun", "FlatModel", "GARun",
     "OpenAIES", "PruningRun", "SGDRun", "SNES", "SepCMAES", "Strategy", "barrier",
     "centred_ranks", "check_genome", "decode", "deep_ga", "evaluate", "interpolate",

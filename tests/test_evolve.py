@@ -286,3 +286,82 @@ def test_bench_evolve_times_both_ways(tmp_path):
     assert row["model"] == "mlp" and row["popsize"] == 4
     assert row["batched_ms"] > 0 and row["looped_ms"] > 0
     assert row["speedup"] == pytest.approx(row["looped_ms"] / row["batched_ms"])
+
+
+# -- checkpoints and the command line ---------------------------------------------------------
+
+def test_resume_continues_bit_exactly(setup, tmp_path):
+    fm, dd = setup
+    kw = dict(popsize=8, sigma=0.05, batch_size=32, seed=4)
+    full = ev.train_es(fm, dd, "sep_cma", generations=6, **kw)
+    ck = tmp_path / "es.pt"
+    ev.train_es(fm, dd, "sep_cma", generations=4, checkpoint=ck, checkpoint_every=2, **kw)
+    resumed = ev.train_es(fm, dd, "sep_cma", generations=6, checkpoint=ck, resume=True, **kw)
+    assert torch.equal(resumed.mean, full.mean)
+    assert [r["loss_mean"] for r in resumed.history] == [r["loss_mean"] for r in full.history]
+    kw = dict(popsize=8, truncation=3, sigma=0.05, batch_size=32, seed=4)
+    full_ga = ev.deep_ga(fm, dd, generations=6, **kw)
+    ck = tmp_path / "ga.pt"
+    ev.deep_ga(fm, dd, generations=4, checkpoint=ck, checkpoint_every=2, **kw)
+    res_ga = ev.deep_ga(fm, dd, generations=6, checkpoint=ck, resume=True, **kw)
+    assert res_ga.genome == full_ga.genome and torch.equal(res_ga.theta, full_ga.theta)
+    with pytest.raises(ValueError, match="not a es checkpoint"):
+        ev.train_es(fm, dd, "snes", generations=2, checkpoint=ck, resume=True)
+
+
+CLI_SMALL = ["--dataset", "synthetic", "--generations", "4", "--popsize", "8",
+             "--truncation", "3", "--batch-size", "32", "--eval-every", "2"]
+
+
+def test_cli_ga_record_decodes_to_the_same_accuracy(tmp_path, capsys):
+    import json
+
+    from glx.__main__ import main
+
+    out, weights = tmp_path / "run.json", tmp_path / "w.pt"
+    assert main(["evolve", "--method", "ga", *CLI_SMALL, "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert {"config", "history", "test_accuracy", "wall_seconds", "genome"} <= set(record)
+    assert all(isinstance(s, int) for s in record["genome"])
+    capsys.readouterr()
+    assert main(["decode", str(out), "--out", str(weights)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert float(last) == record["test_accuracy"]
+    state = torch.load(weights)
+    assert sum(v.numel() for v in state.values()) == record["n_params"]
+    assert main(["evolve", "--method", "snes", *CLI_SMALL, "--out", str(out)]) == 0
+    assert "genome" not in json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--popsize", "1"], "popsize=1"),
+    (["--sigma", "0"], "sigma=0"),
+    (["--sigma", "-0.5"], "sigma=-0.5"),
+    (["--truncation", "9"], "truncation=9"),
+    (["--method", "cmaes"], "method='cmaes'"),
+])
+def test_cli_bad_input_exits_and_overwrites_nothing(tmp_path, capsys, flags, message):
+    from glx.__main__ import main
+
+    out = tmp_path / "run.json"
+    out.write_text("keep me")
+    args = ["evolve", "--method", "ga", *CLI_SMALL, *flags, "--out", str(out)]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert out.read_text() == "keep me"
+
+
+def test_cli_decode_rejects_a_genome_for_another_model(tmp_path, capsys):
+    import json
+
+    from glx.__main__ import main
+
+    out, weights = tmp_path / "run.json", tmp_path / "w.pt"
+    assert main(["evolve", "--method", "ga", *CLI_SMALL, "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    record["config"]["hidden"] = 5  # same seeds, another network
+    out.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["decode", str(out), "--out", str(weights)]) == 2
+    assert f"n_params={record['n_params']}" in capsys.readouterr().err
+    assert not weights.exists()
