@@ -3,10 +3,16 @@
 Arms (E = ``--epochs``, p = ``--pop``):
 
 * ``gls``         GLS for E x (p+1) generations: the paper's budget;
-* ``sgd_epochs``  SGD for E epochs: the paper's baseline ("equal epochs");
-* ``sgd_compute`` SGD for E x (p+1) epochs: equal total gradient steps (and images through a
-  backward pass) as the GLS run;
-* ``sgd_lineage`` SGD for E x (p+1) / p epochs: the data the winning lineage trained on.
+* ``sgd_epochs``  SGD for the GLS run's gradient steps / (p+1) (about E epochs): "equal epochs";
+* ``sgd_compute`` SGD for all of the GLS run's gradient steps (about E x (p+1) epochs): equal
+  total gradient work (images through a backward pass);
+* ``sgd_lineage`` SGD for the winning lineage's steps (about E x (p+1) / p epochs): the data
+  the lineage trained on.
+
+SGD budgets are counted in optimizer steps (``glx.gls.budget``; fractional epochs allowed), at
+GLS's per-child batch (``--batch-size``) unless ``--sgd-batch paper128`` asks for the paper's
+batch-128 CIFAR baseline (then matched in images). Every arm follows the same per-step cosine
+schedule to about 0 at its own end.
 
 Every run is one ``python -m glx train`` process (the same trainer for every arm, so the
 comparison shares data pipeline, model, optimiser and schedule); ``--workers`` of them share
@@ -36,25 +42,27 @@ sys.path.insert(0, str(ROOT))
 ARMS = ("gls", "sgd_epochs", "sgd_compute", "sgd_lineage")
 
 
-def budget(arm: str, epochs: int, pop: int) -> tuple[str, int]:
-    """(method, generations) of an arm; for SGD a generation is one epoch."""
+def budget(arm: str, args: argparse.Namespace) -> dict:
+    """The arm's budget (``glx.gls.budget``): method, generations, steps, batch_size, epochs."""
     from glx import gls
 
-    generations = gls.paper_generations(epochs, pop)
-    if arm == "gls":
-        return "gls", generations
-    match = arm.removeprefix("sgd_")
-    return "sgd", gls.sgd_epochs(generations, pop, match)
+    generations = gls.paper_generations(args.epochs, args.pop)
+    arms = gls.budget(generations, args.pop, args.n_train, args.batch_size,
+                      sgd_batch=gls.PAPER_SGD_BATCH if args.sgd_batch == "paper128" else None)
+    return arms["gls" if arm == "gls" else arm.removeprefix("sgd_")]
 
 
 def job_command(args: argparse.Namespace, arm: str, seed: int, out: Path) -> list[str]:
-    method, generations = budget(arm, args.epochs, args.pop)
-    cmd = [sys.executable, "-m", "glx", "train", "--method", method, "--dataset", args.cifar,
-           "--model", args.model, "--generations", str(generations), "--seed", str(seed),
-           "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+    b = budget(arm, args)
+    generations = b["generations"]
+    cmd = [sys.executable, "-m", "glx", "train", "--method", b["method"], "--dataset",
+           args.cifar, "--model", args.model, "--generations", str(generations), "--seed",
+           str(seed), "--batch-size", str(b["batch_size"]), "--lr", str(args.lr),
            "--eval-every", str(max(1, generations // args.evals)), "--quiet", "--out", str(out)]
-    if method == "gls":
+    if b["method"] == "gls":
         cmd += ["--pop", str(args.pop)]
+    else:
+        cmd += ["--steps", str(b["steps"])]
     if args.subset:
         cmd += ["--subset", str(args.subset)]
     return cmd + list(args.extra)
@@ -67,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="fastnet")
     ap.add_argument("--epochs", type=int, default=10, help="E: SGD epochs of the paper's budget")
     ap.add_argument("--pop", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64, help="GLS's per-child batch")
+    ap.add_argument("--sgd-batch", choices=("gls", "paper128"), default="gls",
+                    help="the SGD arms' batch: GLS's per-child one, or the paper's 128")
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", default=["gls", "sgd_epochs", "sgd_compute"],
@@ -87,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     ds = gdata.load(args.cifar)  # decode once; the runs read the cache
     print(f"data: {ds!r} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    args.n_train = min(args.subset, ds.n_train) if args.subset else ds.n_train
 
     jobs = [(arm, seed) for seed in args.seeds for arm in args.arms]
     # Longest runs first, so the pool drains evenly.
-    jobs.sort(key=lambda j: -budget(j[0], args.epochs, args.pop)[1])
+    jobs.sort(key=lambda j: -budget(j[0], args)["images"])
     running: list[tuple[str, int, Path, subprocess.Popen, float, object]] = []
     done: list[dict] = []
     start = time.perf_counter()
@@ -139,16 +150,17 @@ def write_summary(args: argparse.Namespace, done: list[dict]) -> str:
              "|---|---|---|---:|---|---:|"]
     for arm in args.arms:
         rows = [r for r in done if r["arm"] == arm and r["test_accuracy"] is not None]
-        method, gens = budget(arm, args.epochs, args.pop)
-        unit = "generations" if method == "gls" else "epochs"
+        b = budget(arm, args)
+        desc = (f"{b['generations']} generations" if b["method"] == "gls" else
+                f"{b['steps']} steps of {b['batch_size']} ({b['epochs']:.3g} epochs)")
         accs = [100 * r["test_accuracy"] for r in rows]
         walls = [r["wall_seconds"] for r in rows]
         mean = statistics.fmean(accs) if accs else float("nan")
         std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
         wall = statistics.fmean(walls) if walls else float("nan")
         summary["arms"][arm] = {"n": len(accs), "mean": mean, "std": std, "wall_s": wall,
-                                "accs": accs, "budget": f"{gens} {unit}"}
-        lines.append(f"| {args.model} | {arm} | {gens} {unit} | {len(accs)} | "
+                                "accs": accs, "budget": desc}
+        lines.append(f"| {args.model} | {arm} | {desc} | {len(accs)} | "
                      f"{mean:.2f} ± {std:.2f} | {wall:.0f} |")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     return "\n".join(lines)
