@@ -609,3 +609,17 @@ def test_training_images_is_what_the_trainer_deals():
     assert gls.training_images(small(), gdata.DeviceData(ds)) == 512
     with pytest.raises(ValueError, match="data=str"):
         gls.training_images(small(), "digits")
+
+
+def test_children_train_the_same_with_rates_as_a_device_tensor():
+    runs = []
+    for as_tensor in (False, True):
+        trainer = gls.Trainer(small(model="cnn"))
+        ctx = trainer.ctx
+        lrs = gls.step_lrs(ctx.cfg, 0, ctx.steps_per_generation)
+        plan = gls.deal(gdata.epoch_permutation(ctx.data.n_train, ctx.streams.shuffle), 4, 64)
+        rates = torch.tensor(lrs) if as_tensor else lrs
+        gls.train_children(ctx.population, ctx.data, plan, rates, ctx.streams.augment)
+        runs.append(ctx.population.state_dict()["params"])
+    for k, v in runs[0].items():
+        assert torch.allclose(v, runs[1][k], atol=1e-6), k
