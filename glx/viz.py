@@ -2,9 +2,9 @@
 
 Every builder takes plain data (run histories as lists of record dicts, dicts of numbers, numpy
 arrays or torch tensors) and returns a ``plotly.graph_objects.Figure``; none of them shows it
-(the notebook displays the returned figure). Nothing here imports from glx but
-:mod:`glx.report` (its intervals, pure statistics) and :mod:`glx.records` (the record type): the
-engine runs without a screen, and figures can be drawn from saved JSON records alone.
+(the notebook displays the returned figure). Nothing here imports the engine: only
+:mod:`glx.report` (its intervals, pure statistics) and the record type, :mod:`glx.records`;
+figures can be drawn from saved JSON records alone.
 
 A run's history is a list of per-generation records, :class:`glx.records.GenerationRecord`:
 ``"generation"``, ``"epoch"``, ``"lr"``, ``"child_loss"`` (one value per child),
