@@ -829,3 +829,13 @@ def test_stacked_batchnorm_equals_the_loop(model, shape, monkeypatch):
     assert_state_close(a.state_dict(), b.state_dict())
     x = torch.randn(8, *shape, generator=g)
     assert close(a.logits(x), b.logits(x))
+
+
+def test_set_capture_is_checked_on_the_cpu():
+    pop = Population(mlp, 2, path="batched")
+    with pytest.raises(ValueError, match="capture needs a CUDA device"):
+        pop.set_capture(True)
+    with pytest.raises(ValueError, match="on must be"):
+        pop.set_capture("yes")
+    pop.set_capture(False)
+    assert not pop.captured
