@@ -107,8 +107,14 @@ def time_paths(name: str, *, p: int, batch: int, steps: int, rounds: int,
            "auto": auto.path, "auto_reason": auto.path_reason, "ms_all": times,
            "cpu_ms_all": cpu}
     if capture:
+        # Same seed, inputs and number of steps as the eager batched population: the states
+        # must agree (a check that needs no test runner on the GPU machine).
+        se, sc = pops["batched"].state_dict(), pops["captured"].state_dict()
+        diff = max(float((se[sec][k].double() - sc[sec][k].double()).abs().max())
+                   for sec in ("params", "buffers", "momentum") if se[sec] for k in se[sec])
         row.update(captured_ms=ms["captured"], captured=pops["captured"].captured,
-                   captured_over_batched=ms["captured"] / ms["batched"])
+                   captured_over_batched=ms["captured"] / ms["batched"],
+                   captured_state_max_abs_diff=diff)
     if vmap_batchnorm:
         row.update(vmap_bn_ms=ms["vmap_bn"], vmap_bn_cpu_ms=cpu_ms["vmap_bn"])
     return row
@@ -167,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{row['ratio']:6.2f}"
               + (f" {row['batched_cpu_ms']:9.1f} {row['looped_cpu_ms']:9.1f} "
                  f"{row['cpu_ratio']:6.2f}" if cpu else "")
-              + (f" {row['captured_ms']:9.2f}" if capture else "")
+              + (f" {row['captured_ms']:9.2f} (state diff {row['captured_state_max_abs_diff']:.1e})"
+                 if capture else "")
               + (f" {row['vmap_bn_ms']:8.1f}" if args.vmap_batchnorm else "")
               + f"  {row['auto']}"
               + ("" if all(row["compiled"]) or not args.compile
