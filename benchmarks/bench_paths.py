@@ -64,7 +64,8 @@ def _use_vmap_batchnorm(pop: Population) -> None:
 
 def time_paths(name: str, *, p: int, batch: int, steps: int, rounds: int,
                device: torch.device, compile: bool = False, capture: bool = False,
-               vmap_batchnorm: bool = False) -> dict:
+               vmap_batchnorm: bool = False, amp: bool | None = None,
+               channels_last: bool = False) -> dict:
     """Milliseconds per train_step of each path for model ``name`` (median over rounds)."""
     shape = SHAPES[name]
 
@@ -74,12 +75,13 @@ def time_paths(name: str, *, p: int, batch: int, steps: int, rounds: int,
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p, batch, *shape, generator=gen).to(device)
     y = torch.randint(0, 10, (p, batch), generator=gen).to(device)
-    pops = {k: Population(model_fn, p, device=device, path=k, compile=compile)
+    kw = dict(device=device, amp=amp, channels_last=channels_last)
+    pops = {k: Population(model_fn, p, path=k, compile=compile, **kw)
             for k in ("batched", "looped")}
     if capture:
-        pops["captured"] = Population(model_fn, p, device=device, path="batched", capture=True)
+        pops["captured"] = Population(model_fn, p, path="batched", capture=True, **kw)
     if vmap_batchnorm:
-        pops["vmap_bn"] = Population(model_fn, p, device=device, path="batched", compile=compile)
+        pops["vmap_bn"] = Population(model_fn, p, path="batched", compile=compile, **kw)
         _use_vmap_batchnorm(pops["vmap_bn"])
     auto = Population(model_fn, p, device=device, path="auto")
     for pop in pops.values():  # warm-up: first-call costs (allocations, kernels, capture)
@@ -99,7 +101,8 @@ def time_paths(name: str, *, p: int, batch: int, steps: int, rounds: int,
     ms = {k: statistics.median(v) for k, v in times.items()}
     cpu_ms = {k: statistics.median(v) for k, v in cpu.items()}
     row = {"model": name, "p": p, "batch": batch, "steps": steps, "rounds": rounds,
-           "compile": compile, "compiled": [pops[k].compile for k in ("batched", "looped")],
+           "amp": pops["batched"].amp, "channels_last": channels_last, "compile": compile,
+           "compiled": [pops[k].compile for k in ("batched", "looped")],
            "batched_ms": ms["batched"], "looped_ms": ms["looped"],
            "ratio": ms["batched"] / ms["looped"],
            "batched_cpu_ms": cpu_ms["batched"], "looped_cpu_ms": cpu_ms["looped"],
@@ -136,6 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true",
                     help="Population(compile=True): torch.compile the forward of both paths "
                          "(compiling takes 10-20 s per model and path on the CPU, untimed)")
+    ap.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                    help="bf16 autocast: glx's default (on for CUDA), or forced on or off")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="Population(channels_last=True): 4-D parameters and inputs NHWC")
     ap.add_argument("--capture", action="store_true",
                     help="also time the batched step captured as a CUDA graph (CUDA only)")
     ap.add_argument("--vmap-batchnorm", action="store_true",
@@ -151,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(f"{time.strftime('%Y-%m-%d')} torch {torch.__version__}, device {device}, "
           f"{torch.get_num_threads()} threads, keep_freed_memory {kept}, load {load}"
-          + (", torch.compile" if args.compile else ""))
+          + (", torch.compile" if args.compile else "") + f", amp {args.amp}"
+          + (", channels_last" if args.channels_last else ""))
     capture = args.capture and device.type == "cuda"
     if args.capture and not capture:
         print(f"captured path skipped: CUDA graphs need a CUDA device, not {device}")
@@ -167,7 +175,9 @@ def main(argv: list[str] | None = None) -> None:
                          batch=args.batch_size or (16 if big else 64),
                          steps=args.steps or (2 if big else 20), rounds=args.rounds,
                          device=device, compile=args.compile, capture=capture,
-                         vmap_batchnorm=args.vmap_batchnorm)
+                         vmap_batchnorm=args.vmap_batchnorm,
+                         amp={"auto": None, "on": True, "off": False}[args.amp],
+                         channels_last=args.channels_last)
         rows.append(row)
         print(f"{name:10s} {row['batch']:4d} {row['batched_ms']:11.1f} {row['looped_ms']:10.1f} "
               f"{row['ratio']:6.2f}"

@@ -3,6 +3,10 @@
 # H200), each part under its own time limit, results written as each part ends:
 #
 #   timeout 590 bash benchmarks/gpu_check.sh data/cifar10-jpeg.tar.gz "$OUT"
+#   timeout 300 bash benchmarks/gpu_check.sh data/cifar10-jpeg.tar.gz "$OUT" layouts
+#
+# The second form times the paths with bf16 off and with channels_last on (per step, FastNet
+# and ResNet18), to set those defaults; the first does the rest:
 #
 # 1. the gpu-marked tests of tests/test_population.py (captured step equals eager; no host
 #    synchronisation in the step), if pytest is installed;
@@ -19,6 +23,15 @@ mkdir -p "$out"
 tar=$(realpath "$tar"); out=$(realpath "$out")
 cd "$(dirname "$0")/.."
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
+if [ "${3:-}" = layouts ]; then
+  for flags in "--amp off" "--channels-last" "--amp off --channels-last"; do
+    name=$(echo "$flags" | tr -d ' -')
+    # shellcheck disable=SC2086  # the flags are meant to split
+    timeout 90 "$py" benchmarks/bench_paths.py --models fastnet,resnet18 --capture $flags \
+      --json "$out/paths_$name.json" 2>&1 | tee "$out/paths_$name.txt"
+  done
+  exit 0
+fi
 if "$py" -c "import pytest" 2>/dev/null; then
   timeout 120 "$py" -m pytest tests/test_population.py -q -m gpu -rs -p no:cacheprovider \
     > "$out/gpu_tests.txt" 2>&1
