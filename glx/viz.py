@@ -2,8 +2,9 @@
 
 Every builder takes plain data (run histories as lists of record dicts, dicts of numbers, numpy
 arrays or torch tensors) and returns a ``plotly.graph_objects.Figure``; none of them shows it
-(the notebook displays the returned figure). Nothing here imports from glx: the engine runs
-without a screen, and figures can be drawn from saved JSON records alone.
+(the notebook displays the returned figure). Nothing here imports from glx but
+:mod:`glx.report` (its intervals, pure statistics): the engine runs without a screen, and
+figures can be drawn from saved JSON records alone.
 
 A run's history is a list of per-generation records with keys such as ``"generation"``,
 ``"epoch"``, ``"lr"``, ``"child_loss"`` (one value per child), ``"child_acc"``, ``"winner"``,
@@ -27,6 +28,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
+
+from glx import report
 
 __all__ = [
     "curves",
@@ -87,13 +90,8 @@ def _scalar(v: Any) -> float | None:
 
 
 def _t_half_width(std: np.ndarray, count: np.ndarray, level: float) -> np.ndarray:
-    """Half width of the Student-t interval; NaN where fewer than two values."""
-    from scipy import stats  # scipy comes with scikit-learn; imported only when needed
-
-    half = np.full(std.shape, np.nan)
-    ok = count >= 2
-    half[ok] = stats.t.ppf(0.5 + level / 2.0, count[ok] - 1) * std[ok] / np.sqrt(count[ok])
-    return half
+    """Half width of the Student-t interval (:func:`glx.report.half_width`); NaN below 2 values."""
+    return np.asarray(report.half_width(std, count, level), dtype=np.float64)
 
 
 def _check_level(level: float) -> None:
