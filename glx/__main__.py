@@ -11,8 +11,9 @@ Every field of :class:`glx.gls.Config` is a flag (``--momentum-policy inherit``,
 
 A mistake in the command (a malformed or unknown value, a dataset that is not on disk, a
 damaged tarball, an output path that cannot be written) ends with one line on stderr and exit
-status 2, before any training starts; a run that fails (a download, a loss that diverged)
-exits 1. Set ``GLX_TRACEBACK=1`` to see the Python traceback behind such a line.
+status 2, before any training starts; a run that fails (a download, a loss that diverged, a
+file the system will not read or write) exits 1. Set ``GLX_TRACEBACK=1`` to see the Python
+traceback behind such a line.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("GLX_TRACEBACK"):
             raise
         _error(err)
-        return err.code if isinstance(err, UsageError) else 2
+        if isinstance(err, UsageError):
+            return err.code
+        return 1 if isinstance(err, OSError) else 2  # the system said no, or a bad value
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

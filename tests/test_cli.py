@@ -52,7 +52,8 @@ def test_flags_cover_every_config_field(tmp_path):
     cfg = json.loads(out.read_text())["config"]
     assert cfg["method"] == "sgd" and cfg["pop"] == 1 and cfg["batch_size"] == 128
     assert cfg["nesterov"] is True and cfg["amp"] is None
-    assert cfg["momentum_policy"] == "inherit"  # SGD always carries its momentum
+    # recorded as given: SGD's one model keeps its buffer whatever the policy says
+    assert cfg["momentum_policy"] == "reset"
 
 
 def test_paper_epochs_sets_the_budget(tmp_path):
@@ -141,6 +142,15 @@ def test_mistakes_in_process(args, names, tmp_path, capsys):
     code = main(["train", *args, "--quiet"] + ([] if "--device" in args else ["--device", "cpu"]))
     assert code == 2
     _one_line_naming(capsys.readouterr().err, *map(fill, names))
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_one_line(tmp_path, capsys):
+    ck = tmp_path / "evil.pt"
+    torch.save({"generation": 3, "payload": _FakeCIFAR10}, ck)  # a class: pickled, not plain
+    code = main(["train", "--checkpoint", str(ck), "--resume", "--device", "cpu", "--quiet",
+                 "--generations", "2"])
+    assert code == 2
+    _one_line_naming(capsys.readouterr().err, "evil.pt")
 
 
 def test_budget_mistake_is_one_line(capsys):
