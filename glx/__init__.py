@@ -8,6 +8,7 @@ One module per concept of the paper, each importable alone:
 - ``glx.population``: p children of one parent, trained in one batched pass or a loop
 - ``glx.gls``: the generation loop (mutation, selection, record); SGD is the same loop with one child
 - ``glx.analysis``: activations, CKA, PCA, activation statistics
+- ``glx.report``: intervals over seeds, paired differences, Holm, equivalence tests, verdicts
 - ``glx.viz``, ``glx.widgets``: plotly figures and ipywidgets panels for the notebooks
 """
 

@@ -24,7 +24,11 @@ so it lies in [0, 1], is 1 for identical representations, and is unchanged by ro
 features (any orthogonal transform) or scaling them all by one number. It is *not* invariant
 to arbitrary invertible linear maps, which is deliberate: those would make every wide layer
 look the same. The RBF kernel ``exp(-||x_i - x_j||^2 / (2 sigma^2))`` with sigma a fraction
-(``threshold``) of the median pairwise distance makes CKA focus on local neighbourhoods.
+(``threshold``) of the median distance makes CKA focus on local neighbourhoods. By default the
+bandwidth follows Kornblith et al.'s reference code, ``sigma^2 = threshold^2 x`` the median of
+all n x n squared distances (the n zero self-distances included), so that glx's RBF CKA
+reproduces published values at the same threshold (the reference's default threshold is 1.0;
+glx's is 0.5). ``median="offdiag"`` takes the median over distinct pairs only.
 
 The plain ("biased") HSIC estimate is inflated for small n, and CKA between unrelated
 high-dimensional representations is then far from 0. The *debiased* form uses the unbiased
@@ -45,6 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from glx import report as _report
+
 __all__ = [
     "module_names",
     "activations",
@@ -53,6 +59,7 @@ __all__ = [
     "cka",
     "linear_cka",
     "rbf_cka",
+    "MEDIANS",
     "MinibatchCKA",
     "minibatch_cka",
     "cka_matrix",
@@ -67,6 +74,7 @@ __all__ = [
 ]
 
 KINDS = ("linear", "rbf")
+MEDIANS = ("all", "offdiag")  # RBF bandwidth: median over all n x n distances or distinct pairs
 _MAX_LISTED_NAMES = 40
 
 
@@ -231,14 +239,20 @@ def gram_linear(X: Any) -> torch.Tensor:
     return X @ X.T
 
 
-def gram_rbf(X: Any, threshold: float = 0.5) -> torch.Tensor:
-    """RBF-kernel Gram matrix with bandwidth ``sigma = threshold * median pairwise distance``.
+def gram_rbf(X: Any, threshold: float = 0.5, median: str = "all") -> torch.Tensor:
+    """RBF-kernel Gram matrix ``exp(-d2 / (2 sigma^2))``, ``sigma^2 = threshold^2 x median d2``.
 
-    The median is taken over the distances between distinct examples (the zero self-distances
-    are left out; the lower median when their number is even).
+    ``d2`` are the squared distances between examples. ``median="all"`` (the default) is the
+    median of all n x n of them, the n zero self-distances included (the mean of the two middle
+    values when n is even), as in Kornblith et al.'s reference CKA code, which published
+    RBF-CKA values come from. ``median="offdiag"`` is the median over the n (n - 1) / 2
+    distinct pairs only (the lower median when their number is even): a slightly larger
+    bandwidth, most visibly for small n.
     """
     if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
         raise ValueError(f"threshold: must be a positive number, got {threshold!r}")
+    if median not in MEDIANS:
+        raise ValueError(f"median: must be one of {MEDIANS}, got {median!r}")
     X = _matrix(X, "X")
     n = X.shape[0]
     if n < 2:
@@ -246,8 +260,13 @@ def gram_rbf(X: Any, threshold: float = 0.5) -> torch.Tensor:
     sq = (X * X).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * (X @ X.T)).clamp_min(0.0)
     d2.fill_diagonal_(0.0)
-    iu = torch.triu_indices(n, n, offset=1, device=X.device)
-    med = d2[iu[0], iu[1]].median()
+    if median == "all":
+        flat = d2.reshape(-1)
+        size = flat.numel()
+        med = (flat.kthvalue((size + 1) // 2).values + flat.kthvalue(size // 2 + 1).values) / 2
+    else:
+        iu = torch.triu_indices(n, n, offset=1, device=X.device)
+        med = d2[iu[0], iu[1]].median()
     if med <= 0:
         raise ValueError("X: the median pairwise distance is 0 (most examples have the same "
                          "representation); the RBF bandwidth is undefined")
@@ -353,13 +372,19 @@ def linear_cka(X: Any, Y: Any, debiased: bool = False) -> float:
     return float(_ratio((Kc * Lc).sum(), (Kc * Kc).sum(), (Lc * Lc).sum(), debiased))
 
 
-def rbf_cka(X: Any, Y: Any, threshold: float = 0.5, debiased: bool = False) -> float:
-    """RBF-kernel CKA; each matrix gets its own bandwidth, ``threshold`` x its median distance."""
+def rbf_cka(X: Any, Y: Any, threshold: float = 0.5, debiased: bool = False,
+            median: str = "all") -> float:
+    """RBF-kernel CKA; each matrix gets its own bandwidth (see :func:`gram_rbf`).
+
+    ``median="all"`` (default) is the reference implementation's bandwidth (median over all
+    n x n squared distances); ``median="offdiag"`` the median over distinct pairs only.
+    """
     X, Y = _matrix(X, "X"), _matrix(Y, "Y")
     _same_n(X.shape[0], Y.shape[0])
     if debiased:
         _check_debiased_n(X.shape[0])
-    return cka(gram_rbf(X, threshold), gram_rbf(Y.to(X.device), threshold), debiased=debiased)
+    return cka(gram_rbf(X, threshold, median), gram_rbf(Y.to(X.device), threshold, median),
+               debiased=debiased)
 
 
 def _as_list(xs: Any) -> tuple[list[torch.Tensor], bool]:
@@ -455,13 +480,14 @@ def cka_matrix(
     kind: str = "linear",
     debiased: bool = False,
     threshold: float = 0.5,
+    median: str = "all",
 ) -> torch.Tensor:
     """CKA between every representation of ``acts_a`` and every one of ``acts_b``.
 
     ``acts_a``/``acts_b`` are dicts (``{layer: activations}``, as :func:`activations` returns)
     or lists, all over the same n examples. With ``acts_b=None`` it is the symmetric layer x
     layer matrix of one model. Returns a float64 tensor ``(len(acts_a), len(acts_b))`` in the
-    order of the inputs.
+    order of the inputs. ``threshold`` and ``median`` set the RBF bandwidth (:func:`gram_rbf`).
     """
     _check_kind(kind)
     A = _layers(acts_a, "acts_a")
@@ -489,7 +515,7 @@ def cka_matrix(
         return out
 
     def centred(t: torch.Tensor) -> torch.Tensor:
-        G = t @ t.T if kind == "linear" else gram_rbf(t, threshold)
+        G = t @ t.T if kind == "linear" else gram_rbf(t, threshold, median)
         C = _center_gram(G, debiased)
         norm2 = (C * C).sum()
         _ratio(norm2, norm2, norm2, debiased)  # refuses constant representations
@@ -504,9 +530,10 @@ def cka_matrix(
 
 
 def population_cka(acts_list: Sequence[Any], kind: str = "linear", debiased: bool = False,
-                   threshold: float = 0.5) -> torch.Tensor:
+                   threshold: float = 0.5, median: str = "all") -> torch.Tensor:
     """p x p CKA among a population's children, given one layer's activations per child."""
-    return cka_matrix(acts_list, None, kind=kind, debiased=debiased, threshold=threshold)
+    return cka_matrix(acts_list, None, kind=kind, debiased=debiased, threshold=threshold,
+                      median=median)
 
 
 def mean_offdiagonal(matrix: Any) -> float:
@@ -678,21 +705,20 @@ def pca_project(
 def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
     """Mean and two-sided Student-t confidence interval ``(mean, lo, hi)`` over seeds.
 
-    With a single value the interval is undefined: ``lo`` and ``hi`` are NaN.
+    The interval is :func:`glx.report.t_interval`'s. With a single value it is undefined:
+    ``lo`` and ``hi`` are NaN.
     """
-    from scipy import stats
-
-    if not (isinstance(level, (int, float)) and 0.0 < level < 1.0):
-        raise ValueError(f"level: must be in (0, 1), got {level!r}")
     vals = list(values)
     if not vals:
         raise ValueError("values: is empty; need at least one value")
-    bad = [v for v in vals if v is None or not math.isfinite(float(v))]
-    if bad:
-        raise ValueError(f"values: must be finite numbers, got {bad[:5]!r}")
-    a = np.asarray(vals, dtype=np.float64)
-    m = float(a.mean())
-    if a.size < 2:
+    if len(vals) == 1:
+        _report.half_width(0.0, 1, level)  # checks the level
+        try:
+            m = float(vals[0])
+        except (TypeError, ValueError):
+            m = math.nan
+        if not math.isfinite(m):
+            raise ValueError(f"values: must be finite numbers, got {vals!r}")
         return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2.0, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
-    return m, m - half, m + half
+    iv = _report.t_interval(vals, level)
+    return iv.mean, iv.low, iv.high

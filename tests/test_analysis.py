@@ -127,7 +127,7 @@ def test_rbf_cka_invariant_to_orthogonal_transform(n, d):
 
 def test_rbf_bandwidth_follows_the_median_distance():
     X = randn(30, 4, seed=7)
-    K = A.gram_rbf(X, threshold=1.0)
+    K = A.gram_rbf(X, threshold=1.0, median="offdiag")
     d2 = torch.cdist(X, X) ** 2
     off = d2[~torch.eye(30, dtype=torch.bool)]
     # at the median distance (sigma = 1 x median), the kernel is exp(-1/2)
@@ -135,7 +135,42 @@ def test_rbf_bandwidth_follows_the_median_distance():
     assert K.reshape(-1)[med_pair] == pytest.approx(math.exp(-0.5), rel=1e-9)
     assert torch.allclose(torch.diagonal(K), torch.ones(30, dtype=F64))
     # a larger threshold widens the kernel: every off-diagonal similarity grows
-    assert bool((A.gram_rbf(X, threshold=2.0) >= K - 1e-15).all())
+    assert bool((A.gram_rbf(X, threshold=2.0, median="offdiag") >= K - 1e-15).all())
+    assert bool((A.gram_rbf(X, threshold=2.0) >= A.gram_rbf(X, threshold=1.0) - 1e-15).all())
+
+
+def reference_gram_rbf(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Kornblith et al.'s reference formula: median over all n x n squared distances."""
+    dot = x @ x.T
+    sq_norms = np.diag(dot)
+    sq_distances = -2 * dot + sq_norms[:, None] + sq_norms[None, :]
+    sq_median = np.median(sq_distances)
+    return np.exp(-sq_distances / (2 * threshold ** 2 * sq_median))
+
+
+@pytest.mark.parametrize("n,threshold", [(7, 0.5), (10, 1.0), (40, 0.8)])
+def test_rbf_default_bandwidth_is_the_reference_implementations(n, threshold):
+    X, Y = related(n, 5, seed=50 + n)
+    Kx = reference_gram_rbf(X.numpy(), threshold)
+    np.testing.assert_allclose(A.gram_rbf(X, threshold).numpy(), Kx, rtol=1e-9, atol=1e-12)
+    Ky = reference_gram_rbf(Y.numpy(), threshold)
+    ref = ref_cka(torch.from_numpy(Kx), torch.from_numpy(Ky), ref_hsic_biased)
+    assert A.rbf_cka(X, Y, threshold) == pytest.approx(ref, rel=1e-9)
+    assert float(A.cka_matrix([X, Y], kind="rbf", threshold=threshold)[0, 1]) == \
+        pytest.approx(ref, rel=1e-9)
+
+
+def test_rbf_median_conventions_differ():
+    X, Y = related(12, 5, seed=61)
+    K_all, K_off = A.gram_rbf(X), A.gram_rbf(X, median="offdiag")
+    # the n zero self-distances pull the median down: a narrower kernel, smaller similarities
+    off = ~torch.eye(12, dtype=torch.bool)
+    assert bool((K_all[off] < K_off[off]).all())
+    assert A.rbf_cka(X, Y) != pytest.approx(A.rbf_cka(X, Y, median="offdiag"), rel=1e-6)
+    assert float(A.population_cka([X, Y], kind="rbf", median="offdiag")[0, 1]) == \
+        pytest.approx(A.rbf_cka(X, Y, median="offdiag"), rel=1e-9)
+    with pytest.raises(ValueError, match="median.*'mean'"):
+        A.gram_rbf(X, median="mean")
 
 
 @pytest.mark.parametrize("n,d", SHAPES)
