@@ -72,9 +72,17 @@ def main(argv: list[str] | None = None) -> int:
                        help="save the final parent's state_dict here")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    budget = sub.add_parser("budget", help="print the paper's GLS budget and matched SGD epochs")
-    budget.add_argument("--epochs", type=int, required=True)
+    budget = sub.add_parser("budget", help="print the steps and epochs of the paper's GLS "
+                                           "budget and of each matched SGD arm")
+    budget.add_argument("--epochs", type=int, required=True, help="E: GLS runs E x (pop+1) "
+                        "generations")
     budget.add_argument("--pop", type=int, default=4)
+    budget.add_argument("--n-train", type=int, default=50_000,
+                        help="training images dealt per generation (default: CIFAR-10's)")
+    budget.add_argument("--batch-size", type=int, default=64, help="GLS's per-child batch")
+    budget.add_argument("--sgd-batch", type=int, default=None,
+                        help="the SGD arms' batch (default: --batch-size; 128 is the paper's)")
+    budget.add_argument("--last-round", default="drop", choices=gls.LAST_ROUNDS)
 
     evolve = sub.add_parser("evolve", help="train with an ES or the Deep GA; write a JSON record")
     _add_config_flags(evolve, gevolve.Config)
@@ -88,10 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("evolve", "decode"):
         return _evolve_commands(args)
     if args.command == "budget":
-        generations = gls.paper_generations(args.epochs, args.pop)
+        try:
+            generations = gls.paper_generations(args.epochs, args.pop)
+            arms = gls.budget(generations, args.pop, args.n_train, args.batch_size,
+                              sgd_batch=args.sgd_batch, last_round=args.last_round)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(json.dumps({
             "gls_generations": generations,
             "sgd_epochs": {m: gls.sgd_epochs(generations, args.pop, m) for m in gls.MATCHES},
+            "arms": arms,
         }, indent=1))
         return 0
 

@@ -709,8 +709,16 @@ def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float,
     ``lo`` and ``hi`` are NaN.
     """
     vals = list(values)
+    if not vals:
+        raise ValueError("values: is empty; need at least one value")
     if len(vals) == 1:
-        _report.t_interval(vals * 2, level)  # the same checks of the value and the level
-        return float(vals[0]), math.nan, math.nan
+        _report.half_width(0.0, 1, level)  # checks the level
+        try:
+            m = float(vals[0])
+        except (TypeError, ValueError):
+            m = math.nan
+        if not math.isfinite(m):
+            raise ValueError(f"values: must be finite numbers, got {vals!r}")
+        return m, math.nan, math.nan
     iv = _report.t_interval(vals, level)
     return iv.mean, iv.low, iv.high

@@ -83,7 +83,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "Interval",
@@ -104,6 +103,14 @@ __all__ = [
 ]
 
 VERDICTS = ("difference", "equivalent", "inconclusive")
+
+
+def _student_t() -> Any:
+    # scipy.stats takes seconds to import; figures and the CLI import this module without
+    # needing it until the first interval
+    from scipy import stats
+
+    return stats.t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +230,7 @@ def half_width(sd: Any, n: Any, level: float = 0.95) -> Any:
                                     np.asarray(n, dtype=np.float64))
     out = np.full(sd_a.shape, np.nan)
     ok = n_a >= 2
-    out[ok] = stats.t.ppf(0.5 + level / 2.0, n_a[ok] - 1) * sd_a[ok] / np.sqrt(n_a[ok])
+    out[ok] = _student_t().ppf(0.5 + level / 2.0, n_a[ok] - 1) * sd_a[ok] / np.sqrt(n_a[ok])
     return float(out) if out.ndim == 0 else out
 
 
@@ -259,11 +266,11 @@ def _difference(a: Any, b: Any, level: float, is_paired: bool) -> Difference:
     xa, xb, est, se, df = _two(a, b, is_paired)
     if se > 0:
         t = est / se
-        p = float(2.0 * stats.t.sf(abs(t), df))
+        p = float(2.0 * _student_t().sf(abs(t), df))
     else:  # every seed gives the same difference: certain, in the limit
         t = 0.0 if est == 0 else math.copysign(math.inf, est)
         p = 1.0 if est == 0 else 0.0
-    h = float(stats.t.ppf(0.5 + level / 2.0, df) * se)
+    h = float(_student_t().ppf(0.5 + level / 2.0, df) * se)
     return Difference(float(xa.mean()), float(xb.mean()), est, est - h, est + h, h, se, t, df,
                       p, int(xa.size), int(xb.size), level, is_paired)
 
@@ -309,13 +316,13 @@ def equivalence(a: Iterable[float], b: Iterable[float], margin: float, level: fl
     level = _check_level(level, tost=True)
     xa, xb, est, se, df = _two(a, b, paired)
     if se > 0:
-        p_lower = float(stats.t.sf((est + margin) / se, df))
-        p_upper = float(stats.t.cdf((est - margin) / se, df))
+        p_lower = float(_student_t().sf((est + margin) / se, df))
+        p_upper = float(_student_t().cdf((est - margin) / se, df))
     else:
         p_lower = 0.0 if est > -margin else 1.0
         p_upper = 0.0 if est < margin else 1.0
     alpha = 1.0 - level
-    h = float(stats.t.ppf(1.0 - alpha, df) * se)
+    h = float(_student_t().ppf(1.0 - alpha, df) * se)
     p = max(p_lower, p_upper)
     return Equivalence(est, est - h, est + h, margin, p, p_lower, p_upper, df, int(xa.size),
                        int(xb.size), level, bool(p < alpha), paired)

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from glx import checkpoint, gls
 from glx import data as gdata
-from glx import gls
 from glx.population import Population
 
 TIMING = set(gls.TIMING_KEYS)
@@ -24,7 +24,7 @@ def _synthetic():
 
 
 def small(**kw) -> gls.Config:
-    base = dict(dataset="digits", model="mlp", pop=4, generations=4, eval_every=2, seed=0,
+    base = dict(dataset="digits", model="mlp", generations=4, eval_every=2, seed=0,
                 device="cpu")
     base.update(kw)
     return gls.Config(**base)
@@ -44,38 +44,45 @@ def test_gls_learns_digits():
 def test_children_parts_are_disjoint_and_cover_the_epoch():
     trainer = gls.Trainer(small(batch_size=32))
     trainer.step()
-    owner = trainer._owner
-    n, p = trainer.data.n_train, trainer.cfg.pop
+    owner = trainer.mutation.owner
+    n, p, b = trainer.data.n_train, trainer.cfg.pop, trainer.cfg.batch_size
     assert owner.shape == (n,)
     assigned = owner[owner >= 0]
-    # every image has at most one child; fewer than p images of the epoch are left out
+    # every image has at most one child; the last partial round (< p*b images) sits out
     assert (owner >= -1).all() and (owner < p).all()
-    assert n - assigned.numel() < p
+    assert n - assigned.numel() == n % (p * b)
     counts = torch.bincount(assigned, minlength=p)
     assert (counts == counts[0]).all(), counts
 
 
 def test_round_robin_dealing_matches_the_epoch_permutation():
     trainer = gls.Trainer(small(batch_size=16))
-    state = trainer.g_shuffle.get_state()
+    state = trainer.streams.shuffle.get_state()
     perm = gdata.epoch_permutation(trainer.data.n_train,
                                    torch.Generator().set_state(state))
     trainer.step()
     p, b = 4, 16
     # batch k of the epoch (perm[k*b:(k+1)*b]) belongs to child k mod p
     for k in range(6):
-        assert (trainer._owner[perm[k * b:(k + 1) * b]] == k % p).all()
+        assert (trainer.mutation.owner[perm[k * b:(k + 1) * b]] == k % p).all()
 
 
-@pytest.mark.parametrize("n,p,b", [(1437, 4, 64), (100, 3, 7), (64, 4, 16), (10, 4, 64)])
-def test_deal_gives_equal_disjoint_parts_in_round_robin(n, p, b):
+@pytest.mark.parametrize("n,p,b,last_round", [
+    (1437, 4, 64, "drop"), (100, 3, 7, "drop"), (64, 4, 16, "drop"),
+    (1437, 4, 64, "split"), (100, 3, 7, "split"), (10, 4, 64, "split")])
+def test_deal_gives_equal_disjoint_parts_in_round_robin(n, p, b, last_round):
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(n))
-    plan = gls.deal(perm, p, b)
+    plan = gls.deal(perm, p, b, last_round)
     assert all(idx.shape[0] == p and 1 <= idx.shape[1] <= b for idx in plan)
     assert all(idx.shape[1] == b for idx in plan[:-1])  # only the last round may be short
     dealt = torch.cat([idx.flatten() for idx in plan])
     assert dealt.unique().numel() == dealt.numel()  # disjoint
-    assert n - dealt.numel() < p  # fewer than p images sit out
+    if last_round == "drop":  # one static shape; the partial round sits out
+        assert all(idx.shape == (p, b) for idx in plan)
+        assert n - dealt.numel() == n % (p * b)
+    else:
+        assert n - dealt.numel() < p  # fewer than p images sit out
+    assert len(plan) == gls.steps_per_generation(n, p, b, last_round)
     assert torch.equal(dealt, perm[:dealt.numel()])  # in epoch order
     for r, idx in enumerate(plan[:n // (p * b)]):
         for c in range(p):  # batch r*p + c of the epoch is child c's minibatch of round r
@@ -90,10 +97,14 @@ def test_deal_rejects_bad_input():
         gls.deal(torch.arange(10).view(2, 5), 2, 4)
     with pytest.raises(ValueError, match="dtype"):
         gls.deal(torch.rand(10), 2, 4)
-    strided = torch.arange(40)[::2]  # not contiguous: still dealt
+    strided = torch.arange(32)[::2]  # not contiguous: still dealt
     assert torch.equal(torch.cat([i.flatten() for i in gls.deal(strided, 2, 4)]), strided)
     with pytest.raises(ValueError, match="pop=4"):
-        gls.deal(torch.arange(3), 4, 4)
+        gls.deal(torch.arange(3), 4, 4, "split")
+    with pytest.raises(ValueError, match="batch_size=4"):  # no whole round to deal
+        gls.deal(torch.arange(15), 4, 4)
+    with pytest.raises(ValueError, match="last_round"):
+        gls.deal(torch.arange(16), 4, 4, "pad")
 
 
 def test_phases_give_the_same_run_as_step_and_expose_the_children():
@@ -101,7 +112,7 @@ def test_phases_give_the_same_run_as_step_and_expose_the_children():
     for _ in range(3):
         a.step()
     mut = b.mutate()
-    assert set(mut) == {"lr", "child_loss", "child_acc", "mutation_s"}
+    assert set(mut) == {"lr", "lr_end", "child_loss", "child_acc", "mutation_s"}
     with pytest.raises(RuntimeError, match="already mutated"):
         b.mutate()
     with pytest.raises(RuntimeError, match="after mutate"):
@@ -209,12 +220,13 @@ def test_sgd_is_the_same_loop_with_one_child(monkeypatch):
         return stream(*a, **k)
 
     monkeypatch.setattr(gselect, "lexicase_stream", count)
-    sgd = gls.Trainer(small(method="sgd", batch_size=128, generations=1))
-    assert sgd.cfg.pop == 1 and sgd.cfg.momentum_policy == "inherit"
+    sgd = gls.Trainer(small(method="sgd", pop=None, batch_size=128, generations=1))
+    assert sgd.cfg.pop == 1
     rec = sgd.step()
     n = sgd.data.n_train
     assert all(p == 1 for p, _ in calls["train_step"])
-    assert sum(b for _, (_, b) in calls["train_step"]) == n  # one full epoch
+    assert all(b == 128 for _, (_, b) in calls["train_step"])  # one static batch shape
+    assert sum(b for _, (_, b) in calls["train_step"]) == n - n % 128  # one epoch
     assert calls["lexicase_stream"] == 0 and rec["winner"] == 0 and rec["cases_used"] == 0
     calls["train_step"].clear()
     gls.Trainer(small(generations=1)).step()
@@ -279,7 +291,7 @@ def test_every_option_runs(overrides):
 def test_deciding_image_that_no_child_trained_on_is_not_counted():
     trainer = gls.Trainer(small())
     trainer.mutate()
-    trainer._owner.fill_(-1)  # as if every image had sat out the dealing
+    trainer.mutation.owner.fill_(-1)  # as if every image had sat out the dealing
     sel = trainer.select()
     assert sel["deciding_child"] is None and sel["winner_trained_on_deciding"] is None
     trainer2 = gls.Trainer(small())
@@ -296,17 +308,181 @@ def test_holdout_is_kept_out_of_mutation():
     assert trainer.data.n_train + trainer.data.y_holdout.shape[0] == full.y_train.shape[0]
 
 
-def test_learning_rate_schedule_and_budgets():
-    cfg = small(generations=10, lr=0.1)
-    lrs = [gls.learning_rate(cfg, g) for g in range(10)]
-    assert lrs[0] == pytest.approx(0.1) and all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
-    assert lrs[-1] > 0
+def test_every_run_anneals_to_about_zero_at_its_end():
+    # A 1-generation GLS run and a 1-epoch SGD run: the last step's lr is below 5% of the first.
+    gls_run = gls.train(small(generations=1, lr=0.1), progress=False)
+    sgd_run = gls.train(small(method="sgd", generations=1, lr=0.1), progress=False)
+    for run in (gls_run, sgd_run):
+        rec = run.history[-1]
+        assert rec["lr"] > 0.09 and rec["lr_end"] < 0.05 * 0.1, rec
+    # the paper's per-generation rate would keep the whole 1-generation run at full lr
+    paper = gls.train(small(generations=1, lr_granularity="generation"), progress=False)
+    assert paper.history[0]["lr"] == paper.history[0]["lr_end"] == pytest.approx(0.1)
+
+
+def test_step_schedule_is_the_cosine_of_step_progress():
+    cfg = small(generations=3, lr=0.2)
+    k = 5
+    lrs = [lr for g in range(3) for lr in gls.step_lrs(cfg, g, k)]
+    t_all = 3 * k
+    want = [0.1 * (1 + math.cos(math.pi * (i + 0.5) / t_all)) for i in range(t_all)]
+    assert lrs == pytest.approx(want)
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    # a child's k-th step of generation g is at progress (g + (k + 1/2)/K) / G
+    assert gls.step_lrs(cfg, 1, k)[2] == pytest.approx(0.1 * (1 + math.cos(math.pi * (1 + 2.5 / k) / 3)))
+    paper = gls.step_lrs(dataclasses.replace(cfg, lr_granularity="generation"), 1, k)
+    assert paper == [pytest.approx(0.1 * (1 + math.cos(math.pi / 3)))] * k
+    const = gls.step_lrs(dataclasses.replace(cfg, schedule="constant"), 2, k)
+    assert const == [0.2] * k
+    with pytest.raises(ValueError, match="generation=3"):
+        gls.step_lrs(cfg, 3, k)
+
+
+def test_warmup_rises_linearly_then_anneals():
+    cfg = small(generations=4, warmup=0.25, lr=0.1)
+    k = 10
+    lrs = [lr for g in range(4) for lr in gls.step_lrs(cfg, g, k)]
+    assert lrs[:10] == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)])
+    assert max(lrs) == pytest.approx(0.1, rel=0.01) and lrs[-1] < 0.005
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    with pytest.raises(ValueError, match="warmup"):
+        gls.Trainer(small(warmup=1.0))
+
+
+def test_records_give_first_and_last_lr_and_steps():
+    run = gls.train(small(generations=2), progress=False)
+    k = gls.steps_per_generation(run.history and 1437, 4, 64)  # digits: 1437 training images
+    for g, rec in enumerate(run.history):
+        lrs = gls.step_lrs(gls.Config.from_dict(run.config), g, k)
+        assert rec["steps"] == k and rec["lr"] == lrs[0] and rec["lr_end"] == lrs[-1]
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 10])
+def test_budgets_are_steps_and_no_arm_collapses_onto_another(epochs):
+    p, n, b = 4, 1437, 64
+    g = gls.paper_generations(epochs, p)
+    arms = gls.budget(g, p, n, b)
+    k = n // (p * b)
+    assert arms["gls"]["steps"] == g * k and arms["gls"]["gradient_steps"] == g * p * k
+    assert arms["epochs"]["steps"] == round(g * p * k / (p + 1))
+    assert arms["lineage"]["steps"] == g * k
+    assert arms["compute"]["steps"] == g * p * k
+    steps = [arms[m]["steps"] for m in gls.MATCHES]
+    assert len(set(steps)) == 3, steps
+    assert arms["lineage"]["epochs"] == pytest.approx(arms["lineage"]["steps"] / (n // b))
+    # the paper's batch-128 baseline is matched in images, not steps
+    big = gls.budget(g, p, n, b, sgd_batch=128)
+    assert big["compute"]["batch_size"] == 128
+    assert big["compute"]["images"] == pytest.approx(arms["compute"]["images"], abs=128)
+    assert len({big[m]["steps"] for m in gls.MATCHES}) == 3
+
+
+def test_nominal_sgd_epochs_are_fractional():
     assert gls.paper_generations(200, 4) == 1000
     assert gls.sgd_epochs(1000, 4, "epochs") == 200
-    assert gls.sgd_epochs(1000, 4, "lineage") == 250
+    assert gls.sgd_epochs(5, 4, "lineage") == 1.25  # not rounded onto the epochs arm's 1
+    assert gls.sgd_epochs(10, 4, "lineage") == 2.5
     assert gls.sgd_epochs(1000, 4, "compute") == 1000
     with pytest.raises(ValueError, match="match"):
         gls.sgd_epochs(1000, 4, "flops")
+
+
+def test_matched_sgd_trains_exactly_its_budget_of_steps():
+    cfg = small(generations=5)
+    n = gls.Trainer(cfg).data.n_train
+    for match in gls.MATCHES:
+        sgd = gls.matched_sgd(cfg, match, n)
+        assert sgd.method == "sgd" and sgd.pop == 1 and sgd.batch_size == cfg.batch_size
+        want = gls.budget(5, 4, n, 64)[match]
+        assert sgd.steps == want["steps"] and sgd.generations == want["generations"]
+        if match == "lineage":
+            run = gls.train(sgd, progress=False)
+            assert sum(r["steps"] for r in run.history) == sgd.steps
+            assert len(run.history) == sgd.generations
+            assert run.history[-1]["lr_end"] < 0.005  # anneals over its own budget
+            assert run.history[-1]["epoch"] == pytest.approx(sgd.steps / (n // 64))
+    assert gls.matched_sgd(cfg, "epochs", n, batch="paper128").batch_size == 128
+    with pytest.raises(ValueError, match="batch"):
+        gls.matched_sgd(cfg, "epochs", n, batch="128")
+    with pytest.raises(ValueError, match="method='sgd'"):
+        gls.matched_sgd(gls.matched_sgd(cfg, "epochs", n), "epochs", n)
+    with pytest.raises(ValueError, match="steps=10"):
+        gls.Trainer(small(steps=10))  # GLS runs whole generations
+
+
+def test_sgd_runs_fractional_epochs():
+    run = gls.train(small(method="sgd", generations=1.5), progress=False)
+    k = 1437 // 64
+    assert [r["steps"] for r in run.history] == [k, round(1.5 * k) - k]
+    with pytest.raises(ValueError, match="generations=1.5"):
+        gls.Trainer(small(generations=1.5))
+
+
+def test_sgd_keeps_its_momentum_and_refuses_reset(monkeypatch):
+    seen = []
+    original = Population.adopt
+
+    def spy(self, winner, momentum_policy="reset"):
+        seen.append(momentum_policy)
+        return original(self, winner, momentum_policy)
+
+    monkeypatch.setattr(Population, "adopt", spy)
+    trainer = gls.Trainer(small(method="sgd", generations=2))
+    assert trainer.cfg.momentum_policy == "inherit"
+    trainer.step()
+    buffers = trainer.population.state_dict()["momentum"]
+    assert seen == [] and any(t.abs().sum() > 0 for t in buffers.values())  # carried on
+    with pytest.raises(ValueError, match="momentum_policy='reset': method='sgd'"):
+        gls.Trainer(small(method="sgd", momentum_policy="reset"))
+
+
+def test_each_child_augments_from_its_own_stream():
+    ds = gdata.load("digits", pad=1)
+    dd = gdata.DeviceData(ds)
+    idx = torch.arange(4 * 8).view(4, 8)
+    streams = checkpoint.Streams(seed=3, pop=4)
+    x, y = gls.child_batches(dd, idx, streams.augment)
+    assert x.shape == (4, 8, *dd.input_shape) and torch.equal(y, dd.y_train[idx])
+    for c in range(4):  # child c alone, from a generator seeded from (seed, c) only
+        g = torch.Generator().manual_seed(checkpoint.stream_seed(3, checkpoint.AUGMENT + c))
+        assert torch.equal(x[c], dd.train_batch(idx[c], g)[0])
+    # a run's children keep their augmentations when a different child count shares the seed
+    two = checkpoint.Streams(seed=3, pop=2)
+    x2, _ = gls.child_batches(dd, idx[:2], two.augment)
+    assert torch.equal(x2, x[:2])
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):
+    ck = tmp_path / "ck.pt"
+    gls.Trainer(small(generations=2, checkpoint=str(ck), checkpoint_every=1)).step()
+    state = checkpoint.load(ck)  # tensors and plain types only
+    assert state["rng"]["augment"][0].dtype == torch.uint8 and len(state["rng"]["augment"]) == 4
+    state["config"]["extra"] = _Payload()
+    evil = tmp_path / "evil.pt"
+    torch.save(state, evil)
+    with pytest.raises(checkpoint.UnsafeCheckpoint, match="evil.pt.*pickled"):
+        checkpoint.load(evil)
+    with pytest.raises(ValueError, match="evil.pt"):
+        gls.Trainer(small(generations=2, checkpoint=str(evil), resume=True))
+    assert not _Payload.ran
+    with pytest.raises(TypeError, match="_Payload"):
+        checkpoint.save(tmp_path / "x.pt", {"a": [_Payload()]})
+    assert not (tmp_path / "x.pt").exists()
+
+
+class _Payload:
+    """An object whose unpickling would run code."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_Payload._run, ())
+
+    @staticmethod
+    def _run():
+        _Payload.ran = True
+        return "ran"
+
 
 
 @pytest.mark.parametrize("overrides, name", [
@@ -357,7 +533,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     finally:
         _Flaky.poisoned = False
     assert len(err.value.history) == 2
-    kept = torch.load(ck, weights_only=False)
+    kept = checkpoint.load(ck)
     assert kept["generation"] == 2 and len(kept["history"]) == 2
 
 
@@ -391,4 +567,6 @@ def test_config_round_trip_and_unknown_keys():
     assert gls.Config.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown config keys"):
         gls.Config.from_dict({**cfg.to_dict(), "popsize": 3})
-    assert dataclasses.replace(cfg, method="sgd").pop == 1
+    assert gls.Config(method="sgd").pop == 1 and gls.Config().pop == 4
+    with pytest.raises(ValueError, match="pop=4: method='sgd' trains one model"):
+        gls.Trainer(dataclasses.replace(cfg, method="sgd"))

@@ -65,6 +65,26 @@ def test_paired_matches_ttest_rel(n, shift):
     assert d.mean == pytest.approx(np.mean(a - b)) and d.mean_a == pytest.approx(a.mean())
 
 
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(finite, finite), min_size=2, max_size=12),
+       st.floats(0.5, 50.0))
+def test_paired_and_tost_agree_with_scipy_on_any_data(pairs, margin):
+    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    d = a - b
+    if np.std(d) < 1e-6 * max(1.0, np.abs(d).max()):
+        return  # (near-)constant differences: scipy's t is unstable; see the exact test above
+    ref = stats.ttest_rel(a, b)
+    got = R.paired(a, b)
+    assert got.p == pytest.approx(ref.pvalue, rel=1e-7, abs=1e-12)
+    e = R.equivalence(a, b, margin)
+    lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
+    upper = stats.ttest_1samp(d, margin, alternative="less").pvalue
+    assert e.p == pytest.approx(max(lower, upper), rel=1e-7, abs=1e-12)
+
+
 def test_welch_matches_ttest_ind():
     a, b = samples(5, 1.0, 1.0, seed=1), samples(7, 0.0, 3.0, seed=2)
     d = R.welch(a, b, level=0.9)
