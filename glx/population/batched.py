@@ -298,9 +298,9 @@ class CapturedStep:
             slr.fill_(lr)
         state = path.state_tensors()
         saved = [t.detach().clone() for t in state]
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
         try:
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
             with torch.random.fork_rng(devices=[device]), torch.cuda.stream(side):
                 for _ in range(self.warmup):
                     path.step(sx, sy, slr)
@@ -308,7 +308,8 @@ class CapturedStep:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 out = path.step(sx, sy, slr)
-        finally:
+        finally:  # the warm-up steps are undone, whatever happened
+            torch.cuda.current_stream(device).wait_stream(side)
             with torch.no_grad():
                 torch._foreach_copy_(state, saved)
         return graph, sx, sy, slr, out
