@@ -718,6 +718,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     bad = [a for a in args.arms if a not in ARMS]
     if bad:
         ap.error(f"--arms {bad}: expected some of {ARMS}")
+    if not args.worker:
+        from glx.models import NAMES
+
+        bad = [m for m in args.models if m not in NAMES]
+        if bad or not args.models:
+            ap.error(f"--models {args.models}: expected some of {NAMES}")
     if not args.worker and not args.summarize and args.out is None:
         ap.error("--out is required (the folder for results.jsonl)")
     for name in ("epochs", "pop", "batch_size"):
@@ -743,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return run_all(args)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad options, a missing dataset
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -184,3 +184,16 @@ def test_cifar_compare_budgets_and_time_estimate():
     assert mod.shed(runs, now=0.0, limit=150.0) == 1  # needs 190 s; seed 0 needs 90 s
     assert mod.shed(runs, now=0.0, limit=1000.0) is None  # all in time
     assert mod.shed(runs[:1], now=0.0, limit=1.0) is None
+
+
+def test_cifar_compare_bad_input_is_one_line(tmp_path, capsys):
+    mod = _cifar_compare()
+    assert mod.main(["--cifar", str(tmp_path / "none.tar.gz"), "--out", str(tmp_path)]) == 2
+    assert "error: " in capsys.readouterr().err
+    for bad in (["--models", "nonet"], ["--arms", "gls,sgd"], []):  # [] lacks --out
+        with pytest.raises(SystemExit) as exc:
+            mod.main(["--cifar", "synthetic", *bad, *(["--out", str(tmp_path)] if bad else [])])
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--models ['nonet']" in err and "--arms ['sgd']" in err and "--out is required" in err
+    assert mod.main(["--summarize", str(tmp_path / "none.jsonl")]) == 2
