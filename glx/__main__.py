@@ -7,6 +7,11 @@
 
 Every field of :class:`glx.gls.Config` is a flag (``--momentum-policy inherit``,
 ``--tie-rule as_released``, ``--selection-data holdout``, ``--checkpoint ck.pt --resume``...).
+
+Under torchrun one population is spread over the ranks (``glx.distributed``), with the same
+result as one process; rank 0 writes the record, the checkpoint and the model::
+
+    torchrun --standalone --nproc-per-node 2 -m glx train --pop 4 --generations 40 --out run.json
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -67,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--save-model", type=Path, default=None,
                        help="save the final parent's state_dict here")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="under torchrun: how long a collective step waits for the other "
+                            "ranks before the job ends with an error")
+    train.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "nccl"),
+                       help="under torchrun: gloo (CPU) or nccl (CUDA); auto follows the device")
 
     budget = sub.add_parser("budget", help="print the paper's GLS budget and matched SGD epochs")
     budget.add_argument("--epochs", type=int, required=True)
@@ -86,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.paper_epochs is not None:
         cfg.generations = (gls.paper_generations(args.paper_epochs, cfg.pop)
                            if cfg.method == "gls" else args.paper_epochs)
+    if "WORLD_SIZE" in os.environ:  # started by torchrun: one population over its ranks
+        return _train_distributed(cfg, args)
     try:
         trainer = gls.Trainer(cfg)
         run = trainer.run(progress=not args.quiet)
@@ -99,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    _write(run, args)
+    return 0
+
+
+def _write(run: gls.Run, args: argparse.Namespace) -> None:
     if args.out:
         run.save(args.out)
     if args.save_model:
@@ -108,7 +126,33 @@ def main(argv: list[str] | None = None) -> int:
         torch.save(run.model.state_dict(), args.save_model)
     print(json.dumps({"test_accuracy": run.test_accuracy, "wall_seconds": round(run.wall_seconds, 2),
                       "generations": len(run.history), "path": run.path,
-                      "path_reason": run.path_reason, "device": run.device}))
+                      "path_reason": run.path_reason, "device": run.device,
+                      "world_size": run.world_size}))
+
+
+def _train_distributed(cfg: gls.Config, args: argparse.Namespace) -> int:
+    """One population over torchrun's ranks (glx.distributed); rank 0 writes and prints."""
+    from glx import distributed as gdist
+
+    prefix = f"rank {os.environ.get('RANK', '?')}"
+    try:
+        launch = gdist.detect()
+        group = gdist.init(launch, cfg.device, backend=args.dist_backend, pop=cfg.pop,
+                           timeout_s=args.dist_timeout)
+        trainer = gdist.DistributedTrainer(cfg, group)
+        run = trainer.run(progress=not args.quiet and group.rank == 0)
+    except gls.NonFiniteLoss as err:
+        print(f"error: {prefix}: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:
+        print(f"error: {prefix}: {err}", file=sys.stderr)
+        return 2
+    except gdist.RankFailure as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    if group.rank == 0:
+        _write(run, args)
+    gdist.finish()
     return 0
 
 

@@ -502,8 +502,14 @@ def mutate(ctx: Context, g: int) -> Mutation:
     lrs = step_lrs(cfg, g, ctx.steps_per_generation, ctx.total_steps)
     perm = gdata.epoch_permutation(data.n_train, ctx.streams.shuffle)
     plan = deal(perm, cfg.pop, cfg.batch_size, cfg.last_round)[:len(lrs)]
-    loss, acc, owner = train_children(ctx.population, data, plan, lrs, ctx.streams.augment,
-                                      augment=cfg.augment)
+    # A population spread over processes (glx.distributed) trains its own share of the children
+    # and gathers their losses; one process trains them all.
+    train = getattr(ctx.population, "train_children", None)
+    if train is None:
+        loss, acc, owner = train_children(ctx.population, data, plan, lrs, ctx.streams.augment,
+                                          augment=cfg.augment)
+    else:
+        loss, acc, owner = train(data, plan, lrs, ctx.streams.augment, augment=cfg.augment)
     child_loss, child_acc = loss.tolist(), acc.tolist()  # the one host sync of the mutation
     bad = [i for i, v in enumerate(child_loss) if not math.isfinite(v)]
     if bad:
@@ -702,6 +708,7 @@ class Run:
     stopped_early: bool = False
     path_reason: str = ""  # why the population ran on `path` (auto's rule, measured timings)
     model: nn.Module | None = field(default=None, repr=False)
+    world_size: int = 1  # processes the population was spread over (glx.distributed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -713,6 +720,7 @@ class Run:
             "path_reason": self.path_reason,
             "device": self.device,
             "stopped_early": self.stopped_early,
+            "world_size": self.world_size,
             "torch": torch.__version__,
         }
 
@@ -786,12 +794,7 @@ class Trainer:
             def model_fn() -> nn.Module:
                 return gmodels.build(name, num_classes, shape)
 
-        population = Population(
-            model_fn, cfg.pop, device=device, path=cfg.path, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
-            independent_init=cfg.independent_init, seed=cfg.seed, amp=cfg.amp,
-            channels_last=cfg.channels_last, compile=cfg.compile,
-        )
+        population = self._make_population(model_fn, device)
         self.ctx = Context(cfg, data, population, Streams(cfg.seed, cfg.pop, device), k,
                            total_steps(cfg, k), chunk=cfg.chunk or 64)
         self.generation = 0
@@ -801,6 +804,17 @@ class Trainer:
         self._elapsed = 0.0
         if cfg.resume and cfg.checkpoint and Path(cfg.checkpoint).exists():
             self.load_checkpoint(cfg.checkpoint)
+
+    def _make_population(self, model_fn: Callable[[], nn.Module],
+                         device: torch.device) -> Population:
+        """The run's population (``glx.distributed`` builds only this process's children)."""
+        cfg = self.cfg
+        return Population(
+            model_fn, cfg.pop, device=device, path=cfg.path, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+            independent_init=cfg.independent_init, seed=cfg.seed, amp=cfg.amp,
+            channels_last=cfg.channels_last, compile=cfg.compile,
+        )
 
     # The parts of the run, as attributes for the notebooks.
     @property
