@@ -5,8 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.glx-installed
 # Executed notebooks land here (ignored by git).
 BUILD  := build
+# `make lab LAB_IP=0.0.0.0 LAB_PORT=8890` listens on all interfaces, port 8890 (see tools/lab.sh).
+LAB_IP   ?= localhost
+LAB_PORT ?= 8888
 
-.PHONY: setup lab test test-fast notebooks bench lint strip clean
+.PHONY: setup lab book test test-fast notebooks bench lint strip clean
 
 setup: $(STAMP)
 
@@ -17,8 +20,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
+# As root too (--allow-root only then); no browser and the URL printed when there is no display.
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	LAB_IP='$(LAB_IP)' LAB_PORT='$(LAB_PORT)' bash tools/lab.sh $(BIN)/jupyter
+
+# The rendered edition: each chapter executed once with papermill (into build/), then Jupyter
+# Book -> build/book/index.html. SMOKE=1: quick runs; EXECUTED=DIR: executed chapters to reuse.
+book: setup
+	$(BIN)/python tools/book.py $(if $(filter 1 true yes,$(SMOKE)),--smoke) \
+	  $(if $(EXECUTED),--executed '$(EXECUTED)')
 
 test: setup
 	$(BIN)/python -m pytest

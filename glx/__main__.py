@@ -4,6 +4,9 @@
         --seed 0 --out run.json
     python -m glx train --method sgd --dataset digits --model mlp --generations 10 --out sgd.json
     python -m glx budget --epochs 200 --pop 4
+    python -m glx evolve --method snes|sep_cma|openai_es|ga --dataset digits --model mlp \
+        --seed 0 --out run.json
+    python -m glx decode run.json --out weights.pt    # a GA run's network from its seeds alone
 
 Every field of :class:`glx.gls.Config` is a flag (``--momentum-policy inherit``,
 ``--tie-rule as_released``, ``--selection-data holdout``, ``--checkpoint ck.pt --resume``...).
@@ -24,6 +27,7 @@ import sys
 import typing
 from pathlib import Path
 
+from glx import evolve as gevolve
 from glx import gls
 
 
@@ -42,10 +46,10 @@ def _optional(kind):  # "none" -> None, otherwise kind(text)
     return parse
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, config: type = gls.Config) -> None:
     """One flag per Config field, typed from its annotation, defaulting to the Config default."""
-    hints = typing.get_type_hints(gls.Config)
-    for f in dataclasses.fields(gls.Config):
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         args = typing.get_args(hint)
@@ -79,16 +83,41 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "nccl"),
                        help="under torchrun: gloo (CPU) or nccl (CUDA); auto follows the device")
 
-    budget = sub.add_parser("budget", help="print the paper's GLS budget and matched SGD epochs")
-    budget.add_argument("--epochs", type=int, required=True)
+    budget = sub.add_parser("budget", help="print the steps and epochs of the paper's GLS "
+                                           "budget and of each matched SGD arm")
+    budget.add_argument("--epochs", type=int, required=True, help="E: GLS runs E x (pop+1) "
+                        "generations")
     budget.add_argument("--pop", type=int, default=4)
+    budget.add_argument("--n-train", type=int, default=50_000,
+                        help="training images dealt per generation (default: CIFAR-10's)")
+    budget.add_argument("--batch-size", type=int, default=64, help="GLS's per-child batch")
+    budget.add_argument("--sgd-batch", type=int, default=None,
+                        help="the SGD arms' batch (default: --batch-size; 128 is the paper's)")
+    budget.add_argument("--last-round", default="drop", choices=gls.LAST_ROUNDS)
+
+    evolve = sub.add_parser("evolve", help="train with an ES or the Deep GA; write a JSON record")
+    _add_config_flags(evolve, gevolve.Config)
+    evolve.add_argument("--out", type=Path, default=None, help="write the run record here (JSON)")
+    decode = sub.add_parser("decode", help="rebuild a GA run's network from its genome alone, "
+                                           "print its test accuracy, save its state_dict")
+    decode.add_argument("record", type=Path, help="the record written by `evolve --method ga`")
+    decode.add_argument("--out", type=Path, default=None, help="save the state_dict here")
 
     args = parser.parse_args(argv)
+    if args.command in ("evolve", "decode"):
+        return _evolve_commands(args)
     if args.command == "budget":
-        generations = gls.paper_generations(args.epochs, args.pop)
+        try:
+            generations = gls.paper_generations(args.epochs, args.pop)
+            arms = gls.budget(generations, args.pop, args.n_train, args.batch_size,
+                              sgd_batch=args.sgd_batch, last_round=args.last_round)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(json.dumps({
             "gls_generations": generations,
             "sgd_epochs": {m: gls.sgd_epochs(generations, args.pop, m) for m in gls.MATCHES},
+            "arms": arms,
         }, indent=1))
         return 0
 
@@ -154,6 +183,42 @@ def _train_distributed(cfg: gls.Config, args: argparse.Namespace) -> int:
         _write(run, args)
     gdist.finish()
     return 0
+
+
+def _evolve_commands(args: argparse.Namespace) -> int:
+    import torch
+
+    from glx.fileio import atomic_write, atomic_write_text
+
+    try:
+        if args.command == "evolve":
+            fields = {f.name for f in dataclasses.fields(gevolve.Config)}
+            cfg = gevolve.Config(**{k: v for k, v in vars(args).items() if k in fields})
+            record = gevolve.run(cfg.validate())
+            if args.out:
+                atomic_write_text(args.out, json.dumps(record, indent=1))
+            summary = {"test_accuracy": record["test_accuracy"],
+                       "wall_seconds": round(record["wall_seconds"], 2),
+                       "generations": len(record["history"])}
+            if "genome" in record:
+                summary.update(genome_length=len(record["genome"]),
+                               compression=round(record["compression"], 1))
+            print(json.dumps(summary))
+            return 0
+        try:
+            record = json.loads(args.record.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"record={str(args.record)!r}: cannot read a JSON record "
+                             f"({err})") from None
+        theta, acc, fm = gevolve.decode_record(record)
+        if args.out:
+            state = fm.module(theta).state_dict()
+            atomic_write(args.out, lambda f: torch.save(state, f))
+        print(acc)
+        return 0
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

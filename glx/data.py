@@ -2,8 +2,8 @@
 
 A :class:`Dataset` holds a whole benchmark in memory: images as ``uint8`` (N, C, H, W), other
 inputs (MNIST-1D signals, sklearn digits, synthetic sets) as ``float32``. :func:`load` builds one
-by name or from an ImageFolder copy; :func:`subset` and :func:`split_holdout` carve stratified
-pieces out of it.
+by name or from an ImageFolder copy (decoded and cached by :mod:`glx.imagefolder`);
+:func:`subset` and :func:`split_holdout` carve stratified pieces out of it.
 
 :class:`DeviceData` moves the tensors to the training device once and produces batches there,
 without DataLoader workers: augmentation (random crop with zero padding, horizontal flip) is
@@ -19,13 +19,10 @@ saved and restored around it).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import random
-import stat
-import tarfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,11 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from glx.fileio import atomic_write
+
 __all__ = [
     "NAMES",
     "Dataset",
     "DeviceData",
     "epoch_permutation",
+    "from_tensors",
     "load",
     "load_imagefolder",
     "split_holdout",
@@ -53,14 +53,14 @@ __all__ = [
 NAMES: tuple[str, ...] = ("digits", "mnist1d", "cifar10", "cifar100", "svhn", "synthetic")
 """Dataset names :func:`load` knows; anything else must be a path to an ImageFolder copy."""
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+TORCHVISION_NAMES: tuple[str, ...] = ("cifar10", "cifar100", "svhn")
+"""The names whose files torchvision fetches (``download=True``)."""
 
 # The digits train/test split is part of the benchmark's definition, so it never follows the
 # caller's seed.
 _DIGITS_SPLIT_SEED = 0
 _DIGITS_N_TEST = 360
 
-_CACHE_VERSION = 1
 _STATS_CHUNK = 1024
 
 
@@ -419,7 +419,7 @@ def _load_mnist1d(root: str | os.PathLike | None, overrides: dict[str, Any] | No
     if arrays is None:
         arrays = _generate_mnist1d(overrides)
         if cache is not None:
-            _atomic_write(cache, lambda f: np.savez(f, **arrays))
+            _write_cache(cache, lambda f: np.savez(f, **arrays))
     x = torch.from_numpy(arrays["x"].astype(np.float32)).unsqueeze(1)
     x_test = torch.from_numpy(arrays["x_test"].astype(np.float32)).unsqueeze(1)
     y = torch.from_numpy(arrays["y"].astype(np.int64))
@@ -436,6 +436,16 @@ def _load_mnist1d(root: str | os.PathLike | None, overrides: dict[str, Any] | No
         std=std,
         meta={"source": "mnist1d.data.make_dataset", "args": overrides, "cache": str(cache)},
     )
+
+
+def _write_cache(target: Path, write: Any) -> bool:
+    """Write a cache file atomically; one that cannot be written only warns (the load goes on)."""
+    try:
+        atomic_write(target, write)
+        return True
+    except OSError as err:
+        warnings.warn(f"could not write cache {target}: {err}", stacklevel=3)
+        return False
 
 
 def _generate_mnist1d(overrides: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -519,227 +529,6 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
     )
 
 
-# --------------------------------------------------------------------------------------------
-# ImageFolder copies (directory or tarball)
-# --------------------------------------------------------------------------------------------
-
-_SPLITS = {"train": "train", "test": "test", "val": "test"}
-
-
-def _is_archive(path: Path) -> bool:
-    n = path.name.lower()
-    return path.is_file() and n.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
-
-
-def _stem(path: Path) -> str:
-    n = path.name
-    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar"):
-        if n.lower().endswith(suffix):
-            return n[: -len(suffix)]
-    return n
-
-
-def _locate(parts: Sequence[str]) -> tuple[str, str, str] | None:
-    """(split, class, file) for an archive member path such as ``[prefix/]train/cat/0001.jpg``."""
-    for i, part in enumerate(parts):
-        if part in _SPLITS and len(parts) - i >= 3:
-            fname = "/".join(parts[i + 2 :])
-            base = parts[-1]
-            if base.startswith(".") or not base.lower().endswith(IMAGE_EXTENSIONS):
-                return None  # hidden files (e.g. macOS "._x.jpg") and non-images
-            return part, parts[i + 1], fname
-    return None
-
-
-def _dir_writable(directory: Path) -> bool:
-    # Root passes os.access on a r-x directory; the mode bits say whether writing is intended.
-    try:
-        mode = directory.stat().st_mode
-    except OSError:
-        return False
-    wanted = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
-    return bool(mode & wanted) and os.access(directory, os.W_OK | os.X_OK)
-
-
-def _source_fingerprint(path: Path) -> list:
-    if path.is_file():
-        st = path.stat()
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-    rows = [str(path.resolve())]
-    for split in sorted(_SPLITS):
-        base = path / split
-        if not base.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                st = os.stat(os.path.join(dirpath, fn))
-                rows.append(
-                    [os.path.relpath(os.path.join(dirpath, fn), path), st.st_size, st.st_mtime_ns]
-                )
-    return rows
-
-
-def _decode_image(data: bytes) -> np.ndarray:
-    """Decode one image file to a uint8 array (H, W) for grayscale or (H, W, 3) for colour."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        if im.mode in ("1", "L", "LA", "I", "I;16"):
-            im = im.convert("L") if im.mode != "L" else im
-        elif im.mode != "RGB":
-            im = im.convert("RGB")
-        return np.asarray(im, dtype=np.uint8)
-
-
-class _Collector:
-    """Gathers encoded files per (split, class), keeping the first ``per_class`` by name."""
-
-    def __init__(self, per_class: int | None) -> None:
-        self.per_class = per_class
-        self.files: dict[tuple[str, str], list[tuple[str, Any]]] = {}
-
-    def add(self, split: str, cls: str, fname: str, payload: Any) -> None:
-        bucket = self.files.setdefault((_SPLITS[split], cls), [])
-        bucket.append((fname, payload))
-        # Members may arrive in any order: trim to the smallest names now and then.
-        if self.per_class is not None and len(bucket) > 4 * self.per_class + 64:
-            bucket.sort(key=lambda t: t[0])
-            del bucket[self.per_class :]
-
-    def finish(self) -> dict[tuple[str, str], list[tuple[str, Any]]]:
-        for bucket in self.files.values():
-            bucket.sort(key=lambda t: t[0])
-            if self.per_class is not None:
-                del bucket[self.per_class :]
-        return self.files
-
-
-def _collect_archive(path: Path, per_class: int | None) -> dict:
-    col = _Collector(per_class)
-    # Streaming mode: one pass over the compressed file, nothing extracted to disk.
-    with tarfile.open(path, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            where = _locate(member.name.strip("/").split("/"))
-            if where is None:
-                continue
-            handle = tar.extractfile(member)
-            if handle is None:
-                continue
-            col.add(*where, handle.read())
-    return col.finish()
-
-
-def _collect_directory(path: Path, per_class: int | None) -> dict:
-    col = _Collector(per_class)
-    for split in _SPLITS:
-        base = path / split
-        if not base.is_dir():
-            continue
-        for class_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-            for dirpath, dirnames, filenames in os.walk(class_dir):
-                dirnames.sort()
-                for fn in filenames:
-                    if fn.startswith(".") or not fn.lower().endswith(IMAGE_EXTENSIONS):
-                        continue
-                    full = Path(dirpath) / fn
-                    col.add(split, class_dir.name, str(full.relative_to(class_dir)), full)
-    return col.finish()
-
-
-def _decode_split(
-    files: dict, split: str, classes: list[str], source: Path
-) -> tuple[np.ndarray, Tensor]:
-    """Decode one split into a (N, H, W, C) uint8 array, in class then file-name order."""
-    entries = [
-        (label, cls, fname, payload)
-        for label, cls in enumerate(classes)
-        for fname, payload in files.get((split, cls), [])
-    ]
-    if not entries:
-        raise ValueError(f"path: no images found for the {split} split of {source}")
-    out: np.ndarray | None = None
-    for i, (_, cls, fname, payload) in enumerate(entries):
-        data = payload.read_bytes() if isinstance(payload, Path) else payload
-        try:
-            img = _decode_image(data)
-        except Exception as err:
-            raise ValueError(
-                f"path: cannot decode {split}/{cls}/{fname} in {source}: {err}"
-            ) from err
-        if img.ndim == 2:
-            img = img[:, :, None]
-        if out is None:
-            # Filled in place: stacking 60,000 small arrays afterwards costs seconds.
-            out = np.empty((len(entries), *img.shape), dtype=np.uint8)
-        if img.shape[:2] != out.shape[1:3]:
-            raise ValueError(
-                f"path: {split}/{cls}/{fname} in {source} is {img.shape[1]}x{img.shape[0]}, "
-                f"others are {out.shape[2]}x{out.shape[1]}: all images must share one size"
-            )
-        if img.shape[2] > out.shape[3]:  # a colour image among grayscale ones so far
-            out = np.repeat(out, img.shape[2], axis=3)
-        out[i] = img  # broadcasts grayscale into colour
-    labels = torch.tensor([e[0] for e in entries], dtype=torch.long)
-    return out, labels
-
-
-def _decode_imagefolder(path: Path, per_class: int | None) -> dict[str, Any]:
-    files = (
-        _collect_archive(path, per_class) if path.is_file() else _collect_directory(path, per_class)
-    )
-    classes = sorted({cls for split, cls in files if split == "train"})
-    if not classes:
-        raise ValueError(
-            f"path: {str(path)!r} holds no images in train/<class>/ (expected the ImageFolder "
-            f"layout train/<class>/<image> and test/<class>/<image>)"
-        )
-    extra = sorted({cls for split, cls in files if split == "test"} - set(classes))
-    if extra:
-        raise ValueError(f"path: test classes {extra} have no training images in {path}")
-    train, y_train = _decode_split(files, "train", classes, path)
-    test, y_test = _decode_split(files, "test", classes, path)
-    if train.shape[1:3] != test.shape[1:3]:
-        raise ValueError(
-            f"path: train images are {train.shape[2]}x{train.shape[1]} but test images are "
-            f"{test.shape[2]}x{test.shape[1]}"
-        )
-    channels = max(train.shape[3], test.shape[3])
-    train, test = (
-        np.repeat(a, channels, axis=3) if a.shape[3] < channels else a for a in (train, test)
-    )
-    x_train = torch.from_numpy(train).permute(0, 3, 1, 2).contiguous()
-    x_test = torch.from_numpy(test).permute(0, 3, 1, 2).contiguous()
-    mean, std = _channel_stats(x_train)
-    return {
-        "version": _CACHE_VERSION,
-        "classes": classes,
-        "x_train": x_train,
-        "y_train": y_train,
-        "x_test": x_test,
-        "y_test": y_test,
-        "mean": mean,
-        "std": std,
-    }
-
-
-def _atomic_write(target: Path, write) -> bool:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
-        return True
-    except OSError as err:
-        warnings.warn(f"could not write cache {target}: {err}", stacklevel=3)
-        tmp.unlink(missing_ok=True)
-        return False
-
-
 def load_imagefolder(
     path: str | os.PathLike,
     *,
@@ -748,74 +537,14 @@ def load_imagefolder(
     pad: int | None = None,
     flip: bool | None = None,
 ) -> Dataset:
-    """Load an ImageFolder copy (``train/<class>/*``, ``test/<class>/*``) as uint8 tensors.
+    """An ImageFolder directory or tarball as a :class:`Dataset`, decoded once and cached.
 
-    ``path`` is a directory or a tarball of one (read as a stream, never extracted); a leading
-    folder inside the tarball is fine, and ``val/`` stands in for a missing ``test/``. Classes
-    are the sorted training subfolder names. Images are decoded once with Pillow and cached as
-    one ``torch.save`` file keyed on the source (path, size, mtime) and ``per_class``: in
-    ``cache_dir`` when given, else beside the source when its folder is writable, else in
-    ``data/cache``. ``per_class`` keeps the first that many images per class and split, in
-    sorted file-name order (for quick tests). Augmentation defaults: ``pad`` = 4 for images of
-    32 pixels or more (else size // 8); ``flip`` on for colour images.
+    See :func:`glx.imagefolder.load_imagefolder`, which this calls.
     """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"path: {str(path)!r} does not exist")
-    if not (path.is_dir() or _is_archive(path)):
-        raise ValueError(
-            f"path: {str(path)!r} is neither a directory nor a .tar/.tar.gz/.tgz archive"
-        )
-    if per_class is not None and (
-        isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
-    ):
-        raise ValueError(f"per_class: must be a positive int or None, got {per_class!r}")
+    # imported here: glx.imagefolder builds on Dataset, so it imports this module
+    from glx.imagefolder import load_imagefolder as load_folder
 
-    fingerprint = {
-        "source": _source_fingerprint(path),
-        "per_class": per_class,
-        "version": _CACHE_VERSION,
-    }
-    digest = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
-    if cache_dir is not None:
-        folder = Path(cache_dir)
-    elif _dir_writable(path.parent):
-        folder = path.parent
-    else:
-        folder = Path("data") / "cache"
-    cache = folder / f"{_stem(path)}-{per_class or 'all'}-{digest}.glx.pt"
-
-    blob = None
-    if cache.is_file():
-        try:
-            blob = torch.load(cache, map_location="cpu", weights_only=True)
-            if blob.get("version") != _CACHE_VERSION:
-                blob = None
-        except Exception as err:  # a truncated or foreign file: rebuild it
-            warnings.warn(f"ignoring unreadable cache {cache}: {err}", stacklevel=2)
-            blob = None
-    if blob is None:
-        blob = _decode_imagefolder(path, per_class)
-        _atomic_write(cache, lambda f: torch.save(blob, f))
-
-    h, w = blob["x_train"].shape[2:]
-    if pad is None:
-        pad = 4 if min(h, w) >= 32 else min(h, w) // 8
-    if flip is None:
-        flip = blob["x_train"].shape[1] == 3
-    return Dataset(
-        name=_stem(path),
-        x_train=blob["x_train"],
-        y_train=blob["y_train"],
-        x_test=blob["x_test"],
-        y_test=blob["y_test"],
-        classes=list(blob["classes"]),
-        mean=blob["mean"],
-        std=blob["std"],
-        pad=pad,
-        flip=flip,
-        meta={"source": str(path), "per_class": per_class, "cache": str(cache)},
-    )
+    return load_folder(path, cache_dir=cache_dir, per_class=per_class, pad=pad, flip=flip)
 
 
 # --------------------------------------------------------------------------------------------
@@ -870,7 +599,7 @@ def load(
         args = kw.pop("mnist1d_args", None)
         _reject(name, kw)
         ds = _load_mnist1d(root, args)
-    elif key in ("cifar10", "cifar100", "svhn"):
+    elif key in TORCHVISION_NAMES:
         _reject(name, kw)
         ds = _load_torchvision(key, root, download)
     elif isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):

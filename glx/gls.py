@@ -52,6 +52,7 @@ __all__ = [
     "train", "iterate", "generation", "mutate", "select", "adopt", "evaluate",
     "deal", "train_children", "child_batches", "steps_per_generation", "total_steps",
     "step_lrs", "learning_rate", "paper_generations", "budget", "matched_sgd", "sgd_epochs",
+    "training_images",
     "METHODS", "SELECTIONS", "SELECTION_DATA", "MOMENTUM_POLICIES", "PATHS", "SCHEDULES",
     "MATCHES", "LR_GRANULARITIES", "LAST_ROUNDS", "SGD_BATCHES", "TIMING_KEYS",
 ]
@@ -83,8 +84,9 @@ class Config:
     Momentum: ``momentum`` is the SGD momentum of every child; ``momentum_policy`` says what
     happens to the momentum buffers between generations: ``"reset"`` (fresh buffers every
     generation, as the released code, which builds a new optimiser per child per generation) or
-    ``"inherit"`` (every child starts from the selected child's buffer). SGD has no selection:
-    its one model keeps its buffer across epochs whatever ``momentum_policy`` says.
+    ``"inherit"`` (every child starts from the selected child's buffer). Unset, it is
+    ``"reset"`` for GLS and ``"inherit"`` for SGD, whose one model keeps its buffer across
+    epochs; ``"reset"`` with SGD is an error.
 
     Schedule: ``lr_granularity="step"`` (default) follows the schedule per optimizer step, so
     every run of any length anneals to about 0; ``"generation"`` keeps the paper's rate,
@@ -105,7 +107,7 @@ class Config:
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9
-    momentum_policy: str = "reset"
+    momentum_policy: str | None = None  # None: "reset" for gls, "inherit" for sgd
     weight_decay: float = 1e-4
     nesterov: bool = False
     schedule: str = "cosine"
@@ -144,6 +146,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.pop is None:
             self.pop = 1 if self.method == "sgd" else 4
+        if self.momentum_policy is None:
+            self.momentum_policy = "inherit" if self.method == "sgd" else "reset"
         if isinstance(self.generations, float) and self.generations.is_integer():
             self.generations = int(self.generations)
 
@@ -161,6 +165,9 @@ class Config:
         if self.method == "sgd" and self.pop != 1:
             raise ValueError(f"pop={self.pop!r}: method='sgd' trains one model; leave pop unset "
                              "(or set it to 1)")
+        if self.method == "sgd" and self.momentum_policy != "inherit":
+            raise ValueError(f"momentum_policy={self.momentum_policy!r}: method='sgd' has one "
+                             "model, which keeps its momentum buffer ('inherit'); leave it unset")
         whole = isinstance(self.generations, int) and not isinstance(self.generations, bool)
         if not whole and self.method == "gls":
             raise ValueError(f"generations={self.generations!r}: GLS runs whole generations")
@@ -401,10 +408,32 @@ def budget(generations: int, pop: int, n_train: int, batch_size: int, *,
     return out
 
 
+def training_images(cfg: Config, data: Any = None) -> int:
+    """The number of images a run of ``cfg`` deals to its children each generation (the
+    ``n_train`` of :func:`budget` and :func:`matched_sgd`), for ``data`` as :class:`Trainer`
+    takes it: the subset and holdout of ``cfg`` applied, as the trainer applies them."""
+    if isinstance(data, gdata.DeviceData):
+        return data.n_train
+    if data is None:
+        n = gdata.load(cfg.dataset, root=cfg.data_root).n_train
+    elif isinstance(data, gdata.Dataset):
+        n = data.n_train
+    elif isinstance(data, (tuple, list)) and len(data) == 4:
+        n = len(data[1])
+    else:
+        raise ValueError(f"data={type(data).__name__}: expected a glx Dataset, DeviceData, or "
+                         "a tuple (x_train, y_train, x_test, y_test)")
+    n = cfg.subset or n
+    if cfg.selection_data == "holdout":
+        n -= round(cfg.holdout_fraction * n)
+    return n
+
+
 def matched_sgd(cfg: Config, match: str, n_train: int, batch: str = "gls") -> Config:
     """The SGD arm matched to the GLS run ``cfg`` on ``match`` (see :func:`budget`).
 
-    Same model, data, seed, lr, schedule, momentum and dealing; one model (``pop=1``); budget in
+    Same model, data, seed, lr, schedule, momentum and dealing; one model (``pop=1``, keeping
+    its momentum buffer across epochs: ``momentum_policy="inherit"``); budget in
     optimizer steps (``steps``). ``batch="gls"`` (default) trains at the GLS per-child batch;
     ``"paper128"`` at the paper's CIFAR SGD batch of 128 (images matched, not steps).
     ``n_train`` is the number of images mutation deals (``Trainer.data.n_train``).
@@ -415,8 +444,9 @@ def matched_sgd(cfg: Config, match: str, n_train: int, batch: str = "gls") -> Co
         raise ValueError(f"method={cfg.method!r}: matched_sgd matches SGD to a GLS config")
     arm = budget(cfg.generations, cfg.pop, n_train, cfg.batch_size, last_round=cfg.last_round,
                  sgd_batch=PAPER_SGD_BATCH if batch == "paper128" else None)[match]
-    return dataclasses.replace(cfg, method="sgd", pop=1, batch_size=arm["batch_size"],
-                               generations=arm["generations"], steps=arm["steps"])
+    return dataclasses.replace(cfg, method="sgd", pop=1, momentum_policy="inherit",
+                               batch_size=arm["batch_size"], generations=arm["generations"],
+                               steps=arm["steps"])
 
 
 def sgd_epochs(generations: int, pop: int, match: str = "epochs") -> float:

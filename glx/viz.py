@@ -2,14 +2,14 @@
 
 Every builder takes plain data (run histories as lists of record dicts, dicts of numbers, numpy
 arrays or torch tensors) and returns a ``plotly.graph_objects.Figure``; none of them shows it
-(the notebook displays the returned figure). Nothing here imports from glx but
-:mod:`glx.report` (its intervals, pure statistics): the engine runs without a screen, and
+(the notebook displays the returned figure). Nothing here imports the engine: only
+:mod:`glx.report` (its intervals, pure statistics) and the record type, :mod:`glx.records`;
 figures can be drawn from saved JSON records alone.
 
-A run's history is a list of per-generation records with keys such as ``"generation"``,
-``"epoch"``, ``"lr"``, ``"child_loss"`` (one value per child), ``"child_acc"``, ``"winner"``,
-``"cases_used"``, ``"deciding_case"`` and ``"test_acc"`` (``None`` on generations without an
-evaluation). Missing and ``None`` values are skipped.
+A run's history is a list of per-generation records, :class:`glx.records.GenerationRecord`:
+``"generation"``, ``"epoch"``, ``"lr"``, ``"child_loss"`` (one value per child),
+``"child_acc"``, ``"winner"``, ``"cases_used"``, ``"fallback"``, ``"test_acc"`` (``None`` on
+generations without an evaluation)... Missing and ``None`` values are skipped.
 
 :class:`LiveFigure` redraws a run's curves as records arrive (a ``go.FigureWidget`` when the
 ipywidgets/anywidget front end is available, an updated display otherwise, nothing at all when
@@ -30,6 +30,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from glx import report
+from glx.records import GenerationRecord
 
 __all__ = [
     "curves",
@@ -105,7 +106,7 @@ def _check_level(level: float) -> None:
 
 
 def curves(
-    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    runs: Mapping[str, Sequence[GenerationRecord]],
     y: str = "test_acc",
     x: str = "epoch",
     *,
@@ -347,11 +348,10 @@ def scatter_pca(
 # ---------------------------------------------------------------------------------------------
 
 
-def winners(history: Sequence[Mapping[str, Any]], *, title: str | None = None) -> go.Figure:
+def winners(history: Sequence[GenerationRecord], *, title: str | None = None) -> go.Figure:
     """Which child won each generation (top) and how many cases selection used (bottom).
 
-    A winner picked by the random fallback (the trainer's ``fallback`` flag, or a
-    ``deciding_case`` of ``None``) is drawn as a cross.
+    A winner picked by the random fallback (the record's ``fallback``) is drawn as a cross.
     """
     gens, wins, symbols, gens_c, cases = [], [], [], [], []
     for k, rec in enumerate(history):
@@ -359,9 +359,7 @@ def winners(history: Sequence[Mapping[str, Any]], *, title: str | None = None) -
         if rec.get("winner") is not None:
             gens.append(g)
             wins.append(int(rec["winner"]))
-            fallback = bool(rec.get("fallback")) or (
-                "deciding_case" in rec and rec["deciding_case"] is None)
-            symbols.append("x" if fallback else "circle")
+            symbols.append("x" if rec.get("fallback") else "circle")
         if rec.get("cases_used") is not None:
             gens_c.append(g)
             cases.append(rec["cases_used"])

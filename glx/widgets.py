@@ -5,7 +5,7 @@ Two panels, both built from plain ipywidgets and both usable without a front end
 * :class:`TrainingPanel` (:func:`training_panel`): controls for the population size, the
   momentum value and its carry-over policy, the learning rate, the selection operator, the
   number of generations, the seed and the SGD baseline's budget; a **Run** button trains a
-  GLS run and (optionally) an SGD baseline matched to it (:func:`glx.gls.sgd_epochs`), with
+  GLS run and (optionally) an SGD baseline matched to it (:func:`glx.gls.matched_sgd`), with
   live curves (:class:`glx.viz.LiveFigure`) while they train and a short summary after.
 * :class:`SliderPanel` (:func:`slider_panel`): any function of a few controls, recomputed and
   redrawn when a control changes (chapter 2 uses it for one generation of subset gradient
@@ -37,6 +37,7 @@ from typing import Any
 import ipywidgets as W
 
 from glx import gls, viz
+from glx.records import GenerationRecord
 from glx.viz import _in_kernel  # one definition of "inside a notebook kernel"
 
 __all__ = ["TrainingPanel", "training_panel", "SliderPanel", "slider_panel", "run_summary"]
@@ -83,7 +84,7 @@ def _show_text(output: W.Output, text: str, name: str = "stderr") -> None:
             {"output_type": "stream", "name": name, "text": text},)
 
 
-def run_summary(history: Sequence[Mapping[str, Any]], pop: int) -> dict[str, Any]:
+def run_summary(history: Sequence[GenerationRecord], pop: int) -> dict[str, Any]:
     """Selection statistics of one GLS history (what the panel and chapter 3 report).
 
     ``winner_trained_on_deciding_share`` counts only generations with a deciding case owned by
@@ -133,7 +134,7 @@ class _LiveRun:
         self.min_interval = float(min_interval)
         self._last = -math.inf
 
-    def __call__(self, record: dict[str, Any], trainer: Any = None) -> None:
+    def __call__(self, record: GenerationRecord, trainer: Any = None) -> None:
         self.figure_live(record, trainer)
         if self.progress is not None:
             self.progress.value = min(self.progress.max, self.progress.value + 1)
@@ -162,7 +163,8 @@ class TrainingPanel:
         models: the model names offered (those that fit the data).
         baseline: train the SGD baseline after GLS (a checkbox).
         match: how the SGD budget matches the GLS run: ``"epochs"``, ``"lineage"`` or
-            ``"compute"`` (see :func:`glx.gls.sgd_epochs`).
+            ``"compute"`` (see :func:`glx.gls.budget`); the SGD arm trains at GLS's
+            per-child batch, for the matched number of optimizer steps.
         eval_points: about how many test evaluations each run makes (for the live curve).
         live: ``"auto"`` (draw when a kernel runs), ``"widget"``, ``"display"`` or ``"none"``.
         progress: tqdm progress bars while training.
@@ -254,13 +256,13 @@ class TrainingPanel:
         ).validate()
 
     def sgd_config(self, cfg: gls.Config | None = None) -> gls.Config:
-        """The SGD baseline of ``cfg``: same model, data, seed, lr and momentum; epochs matched."""
+        """The SGD baseline of ``cfg``: same model, data, seed, lr and momentum; the budget in
+        optimizer steps matched on the panel's ``match`` (:func:`glx.gls.matched_sgd`)."""
         cfg = cfg or self.config()
-        epochs = gls.sgd_epochs(cfg.generations, cfg.pop, self.match.value)
-        # method="sgd" makes __post_init__ set pop=1 and momentum_policy="inherit".
+        sgd = gls.matched_sgd(cfg, self.match.value, gls.training_images(cfg, self.data))
         return dataclasses.replace(
-            cfg, method="sgd", generations=epochs, selection="lexicase",
-            eval_every=max(1, math.ceil(epochs / self.eval_points)),
+            sgd, selection="lexicase",
+            eval_every=max(1, math.ceil(sgd.generations / self.eval_points)),
         ).validate()
 
     def _show_budget(self) -> None:
@@ -268,7 +270,8 @@ class TrainingPanel:
         epochs = gls.sgd_epochs(gens, pop, self.match.value)
         self.status.value = (f"GLS: {gens} generations at p={pop} = {gens} epochs of gradient "
                              f"work, {gens / pop:.3g} epochs along the lineage. SGD baseline: "
-                             f"{epochs} epochs (matched on {self.match.value}).")
+                             f"about {epochs:.3g} epochs (matched on {self.match.value}, in "
+                             "optimizer steps).")
 
     # -- running ---------------------------------------------------------------------------
 
@@ -283,7 +286,7 @@ class TrainingPanel:
         self.output.outputs = ()
         for name, c in plan:
             label = (f"GLS p={c.pop}, {c.selection}, momentum {c.momentum:g} ({c.momentum_policy})"
-                     if name == "gls" else f"SGD, {c.generations} epochs")
+                     if name == "gls" else f"SGD, {c.steps} steps")
             self.status.value = f"training {html.escape(label)} ..."
             self.progress_bar.value, self.progress_bar.max = 0, c.generations
             self.progress_bar.description = name.upper()
@@ -353,11 +356,7 @@ class TrainingPanel:
         figs = [viz.curves({k.upper(): r.history for k, r in self.runs.items()}, y="test_acc",
                            x=LIVE_X, title="test accuracy against epochs of gradient work")]
         if "gls" in self.runs:
-            # viz.winners marks a random-draw winner by a missing `deciding_case`; the trainer's
-            # records say `fallback` instead, so add the key (the deciding case is the last used).
-            marked = [{**r, "deciding_case": None if r.get("fallback") else r["cases_used"] - 1}
-                      for r in self.runs["gls"].history]
-            figs.append(viz.winners(marked,
+            figs.append(viz.winners(self.runs["gls"].history,
                                     title="GLS: winning child and cases used per generation"))
         _show(self.output, *figs)
 

@@ -43,13 +43,15 @@ def test_train_writes_the_run_record(tmp_path):
 def test_flags_cover_every_config_field(tmp_path):
     out = tmp_path / "sgd.json"
     code = main(["train", "--method", "sgd", "--generations", "2", "--batch-size", "128",
-                 "--momentum-policy", "reset", "--amp", "none", "--nesterov", "--out", str(out),
-                 "--quiet", "--device", "cpu"])
+                 "--lr-granularity", "generation", "--warmup", "0.1", "--last-round", "split",
+                 "--amp", "none", "--nesterov", "--out", str(out), "--quiet", "--device", "cpu"])
     assert code == 0
     cfg = json.loads(out.read_text())["config"]
     assert cfg["method"] == "sgd" and cfg["pop"] == 1 and cfg["batch_size"] == 128
     assert cfg["nesterov"] is True and cfg["amp"] is None
     assert cfg["momentum_policy"] == "inherit"  # SGD always carries its momentum
+    assert cfg["lr_granularity"] == "generation" and cfg["warmup"] == 0.1
+    assert cfg["last_round"] == "split"
 
 
 def test_paper_epochs_sets_the_budget(tmp_path):
@@ -62,8 +64,28 @@ def test_paper_epochs_sets_the_budget(tmp_path):
 def test_budget_command(capsys):
     assert main(["budget", "--epochs", "200", "--pop", "4"]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert got == {"gls_generations": 1000,
-                   "sgd_epochs": {"epochs": 200, "lineage": 250, "compute": 1000}}
+    assert got["gls_generations"] == 1000
+    assert got["sgd_epochs"] == {"epochs": 200, "lineage": 250, "compute": 1000}
+    assert got["arms"] == gls.budget(1000, 4, 50_000, 64)
+    assert main(["budget", "--epochs", "1", "--pop", "4", "--n-train", "1437",
+                 "--batch-size", "64", "--sgd-batch", "128"]) == 0
+    arms = json.loads(capsys.readouterr().out)["arms"]
+    assert arms["gls"]["gradient_steps"] == 5 * 4 * 5  # 1437 // (4 * 64) = 5 steps a child
+    assert {arms[m]["batch_size"] for m in gls.MATCHES} == {128}
+    for arm in arms.values():
+        assert arm["steps"] >= 1 and arm["epochs"] > 0
+    assert len({arms[m]["steps"] for m in gls.MATCHES}) == 3
+
+
+def test_budget_command_rejects_bad_values_in_one_line(capsys):
+    assert main(["budget", "--epochs", "1", "--n-train", "100", "--batch-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: batch_size=64") and "Traceback" not in err
+
+
+def test_sgd_with_a_population_is_an_error(capsys):
+    assert main(["train", "--method", "sgd", "--pop", "4", "--quiet", "--device", "cpu"]) == 2
+    assert "pop=4: method='sgd' trains one model" in capsys.readouterr().err
 
 
 def test_bad_flag_value_names_it(capsys):

@@ -1,8 +1,8 @@
 """Every chapter executed headlessly (papermill, SMOKE mode), asserting on what it computed.
 
-Each notebook's last cell checks its own results and prints ``GLX_RESULTS {json}``; here the
-values are read back from the executed notebook and checked again, so a notebook that runs but
-computes nonsense fails.
+Each notebook's last cell (tagged ``remove-cell``, so hidden in the book) prints the values it
+computed as one line ``GLX_RESULTS {json}``; here they are read back from the executed notebook
+and checked, so a notebook that runs but computes nonsense fails.
 """
 
 from __future__ import annotations
@@ -29,9 +29,22 @@ def test_01_lexicase_selection(out_dir):
     r, _ = execute("01_lexicase_selection.ipynb", out_dir)
     probs = r["hand_probabilities"]
     assert abs(sum(probs) - 1) < 1e-9 and all(_prob(p) for p in probs)
+    assert r["walk_winner_matches"] is True  # glx.select agrees with the hand-written walk
     assert r["empirical_max_abs_dev"] < 0.03
-    assert abs(r["as_released_freq0"] - 0.09) < 0.03
+    # the specialist survives only under lexicase
+    spec = r["specialist"]
+    assert spec["lexicase"] > 0.1
+    assert spec["tournament (size 2)"] == 0 and spec["best aggregate"] == 0
+    # the released loop's long-run share of child 0 is exactly 29/315
+    assert abs(r["as_released_limit0"] - 29 / 315) < 1e-12
+    assert abs(r["as_released_freq0"] - r["as_released_limit0"]) < 0.03
     assert abs(r["standard_freq0"] - 0.25) < 0.03
+    # leaving cases out makes the specialist vanish from more generations
+    down = r["downsample"]
+    assert (down["0.25"]["generations without the specialist"]
+            > down["1.0"]["generations without the specialist"])
+    for v in r["epsilon_modes"].values():
+        assert abs(sum(v) - 1) < 1e-9
 
 
 def _nbval(path):

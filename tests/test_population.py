@@ -619,3 +619,180 @@ def test_keep_freed_memory_stops_page_faults_on_reused_blocks():
     # 180 fresh 4 MiB blocks are up to 180 x 1024 page faults (glibc's adaptive thresholds spare
     # some of them); blocks kept in the heap fault about once (a few x 1024 in all)
     assert on < 12_000 and off > 4 * on, (on, off)
+
+
+# ----------------------------------------------------------------- one child's state in and out
+
+
+@pytest.mark.parametrize("src_path, dst_path", [("batched", "looped"), ("looped", "batched")])
+@pytest.mark.parametrize("policy", ["reset", "inherit"])
+def test_child_state_into_every_child_equals_adopt(src_path, dst_path, policy):
+    """`child_state(w)` then `load_parent_state` on another population (either path) gives the
+    state `adopt(w)` gives: the step a winner takes between processes."""
+    xs, ys = batches(2)
+    a = Population(cnn, P, path=src_path, independent_init=True)
+    for s in range(2):
+        a.train_step(xs[s], ys[s], 0.1)
+    state = a.child_state(2)
+    assert set(state) == ({f"momentum:{k}" for k in a.state_dict()["params"]}
+                          | set(a.child_module(2).state_dict()))
+    b = Population(cnn, P, path=dst_path, seed=9)
+    b.load_parent_state(state, policy)
+    a.adopt(2, policy)
+    assert_state_close(b.state_dict(), a.state_dict(), exact=True)
+    if policy == "inherit":
+        assert torch.count_nonzero(b.state_dict()["momentum"]["0.weight"]) > 0
+    # A copy: changing it leaves the population alone.
+    state["0.weight"].add_(1.0)
+    assert torch.equal(b.state_dict()["params"]["0.weight"][0], a.child_state(2)["0.weight"])
+
+
+def test_child_state_without_momentum_and_bad_parent_states():
+    pop = Population(mlp, 2, momentum=0.0)
+    state = pop.child_state(1)
+    assert not any(k.startswith("momentum:") for k in state)
+    pop.load_parent_state(state, "inherit")  # no momentum to inherit: nothing asked for
+    full = Population(mlp, 2)
+    with pytest.raises(ValueError, match="momentum:1.weight"):
+        full.load_parent_state(state, "inherit")
+    full.load_parent_state(state, "reset")  # reset needs no momentum entries
+    bad = dict(state)
+    bad["1.weight"] = torch.zeros(3, 3)
+    with pytest.raises(ValueError, match=r"state\['1.weight'\] has shape"):
+        full.load_parent_state(bad, "reset")
+    with pytest.raises(ValueError, match="momentum_policy"):
+        full.load_parent_state(state, "keep")
+    with pytest.raises(ValueError, match="i must be in"):
+        full.child_state(2)
+
+
+@pytest.mark.parametrize("path", ["batched", "looped"])
+def test_from_parent_copies_the_module_into_every_child(path):
+    parent = cnn()
+    with torch.no_grad():
+        parent[0].weight.mul_(3.0)
+        parent[1].running_mean.fill_(0.5)
+    before = copy.deepcopy(parent.state_dict())
+    pop = Population.from_parent(parent, P, path=path)
+    assert pop.device == torch.device("cpu") and pop.path == path
+    sd = pop.state_dict()
+    for name, t in before.items():
+        src = sd["params"].get(name, sd["buffers"].get(name))
+        for i in range(P):
+            assert torch.equal(src[i], t), name
+    xs, ys = batches(1)
+    pop.train_step(xs[0], ys[0], 0.1)
+    for name, t in parent.state_dict().items():  # the module itself never changes
+        assert torch.equal(t, before[name]), name
+    with pytest.raises(ValueError, match="independent_init"):
+        Population.from_parent(parent, 2, independent_init=True)
+    with pytest.raises(ValueError, match="module"):
+        Population.from_parent(lambda: parent, 2)
+
+
+# ----------------------------------------------------------------- the step on the device
+
+
+@pytest.mark.parametrize("path", ["batched", "looped"])
+def test_learning_rate_as_a_device_tensor(path):
+    """A 0-dim tensor lr (a per-generation scalar kept on the device) gives the float's step."""
+    xs, ys = batches(3)
+    a = Population(cnn, P, path=path, independent_init=True)
+    b = Population(cnn, P, path=path, independent_init=True)
+    for s, lr in enumerate([0.1, 0.05, 0.2]):
+        la, _ = a.train_step(xs[s], ys[s], lr)
+        lb, _ = b.train_step(xs[s], ys[s], torch.tensor(lr))
+        assert close(la, lb)
+    assert_state_close(a.state_dict(), b.state_dict())
+    for bad in (torch.tensor([0.1]), torch.tensor(1)):
+        with pytest.raises(ValueError, match="lr must be a 0-dim floating tensor"):
+            a.train_step(xs[0], ys[0], bad)
+
+
+@pytest.mark.parametrize("path", ["batched", "looped"])
+def test_train_step_reads_nothing_on_the_host(path, monkeypatch):
+    """No host read of a tensor in the step (on CUDA each would synchronise): every way of
+    reading a value is made to fail once the path is settled."""
+    pop = Population(cnn, P, path=path)
+    xs, ys = batches(3)
+    pop.train_step(xs[0], ys[0], 0.1)  # settles auto/measure checks, which may read values
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host")
+
+    for name in ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    for s, lr in ((1, 0.1), (2, torch.tensor(0.05))):
+        loss, correct = pop.train_step(xs[s], ys[s], lr)
+    monkeypatch.undo()
+    assert torch.isfinite(loss).all() and correct.shape == (P,)
+
+
+def test_capture_arguments_are_checked():
+    with pytest.raises(ValueError, match="capture=True needs a CUDA device"):
+        Population(mlp, 2, capture=True)
+    with pytest.raises(ValueError, match="capture"):
+        Population(mlp, 2, capture="yes")
+    pop = Population(mlp, 2, capture=None)  # auto: off on the CPU
+    assert not pop.captured
+
+
+@pytest.mark.skipif(not os.environ.get("GLX_TEST_COMPILE"),
+                    reason="compiling costs ~20 s of CPU (set GLX_TEST_COMPILE=1 to run)")
+def test_compiled_forward_matches_eager_on_cpu():
+    xs, ys = batches(3)
+    a = Population(mlp, P, path="batched", compile=True, independent_init=True)
+    b = Population(mlp, P, path="batched", independent_init=True)
+    for s in range(3):
+        a.train_step(xs[s], ys[s], 0.1)
+        b.train_step(xs[s], ys[s], 0.1)
+    assert a.compile, "torch.compile failed on this CPU"
+    assert_state_close(a.state_dict(), b.state_dict())  # ATOL/RTOL above; observed: equal
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp", [False, True])
+def test_cuda_captured_step_equals_eager(amp):
+    """Six steps as a replayed CUDA graph, with an adoption and a tensor lr in between, end
+    where the eager step ends: parameters, buffers and momentum within ATOL/RTOL in float32
+    (the same kernels run; cuDNN may pick other algorithms in a capture), 1e-2 with bf16."""
+    kw = dict(device="cuda", path="batched", independent_init=True, amp=amp)
+    eager = Population(cnn, P, capture=False, **kw)
+    graph = Population(cnn, P, capture=True, **kw)
+    xs, ys = batches(6)
+    xs, ys = xs.cuda(), ys.cuda()
+    for s, lr in enumerate([0.1, 0.1, 0.05, 0.2, 0.1, 0.1]):
+        le, ce = eager.train_step(xs[s], ys[s], lr)
+        lg, cg = graph.train_step(xs[s], ys[s], torch.tensor(lr, device="cuda") if s % 2 else lr)
+        assert torch.allclose(le, lg, atol=1e-2 if amp else ATOL, rtol=RTOL)
+        if s == 2:
+            eager.adopt(1, "inherit")
+            graph.adopt(1, "inherit")
+    assert graph.captured and not eager.captured
+    se, sg = eager.state_dict(), graph.state_dict()
+    for sec in ("params", "buffers", "momentum"):
+        for k in se[sec]:
+            a, b = se[sec][k], sg[sec][k]
+            if a.dtype == torch.int64:
+                assert torch.equal(a, b), k
+            else:
+                assert torch.allclose(a, b, atol=1e-2 if amp else ATOL, rtol=RTOL), (sec, k)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("capture", [False, True])
+def test_cuda_step_makes_no_host_sync(capture):
+    pop = Population(cnn, P, device="cuda", path="batched", capture=capture)
+    xs, ys = batches(3)
+    xs, ys = xs.cuda(), ys.cuda()
+    pop.train_step(xs[0], ys[0], 0.1)  # first call: checks and capture
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        pop.train_step(xs[1], ys[1], 0.1)
+        pop.train_step(xs[2], ys[2], torch.tensor(0.05, device="cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert pop.captured == capture

@@ -24,7 +24,7 @@ def history(n: int, p: int = 3, eval_every: int = 2, offset: float = 0.0) -> lis
             "child_acc": [0.1 * g + 0.02 * c for c in range(p)],
             "winner": g % p,
             "cases_used": 3 + g,
-            "deciding_case": None if g == 1 else 2 + g,
+            "fallback": g == 1,
             "test_acc": 0.5 + 0.01 * g + offset if (g + 1) % eval_every == 0 else None,
         })
     return recs
@@ -133,10 +133,12 @@ def test_winners_and_selection_walk():
     assert list(fig.data[0].y) == [0, 1, 2, 0, 1]
     assert list(fig.data[0].marker.symbol) == ["circle", "x", "circle", "circle", "circle"]
     assert list(fig.data[1].y) == [3, 4, 5, 6, 7]
-    # The trainer's records say "fallback" rather than carrying a deciding_case.
+    # a record's "fallback" marks a random-draw winner; nothing else does
     trainer_like = [{"generation": 0, "winner": 2, "cases_used": 9, "fallback": True},
                     {"generation": 1, "winner": 1, "cases_used": 3, "fallback": False}]
     assert list(viz.winners(trainer_like).data[0].marker.symbol) == ["x", "circle"]
+    legacy = [{"generation": 0, "winner": 2, "cases_used": 9, "deciding_case": None}]
+    assert list(viz.winners(legacy).data[0].marker.symbol) == ["circle"]
 
     scores = np.array([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1]])
     fig = viz.selection_walk(scores, order=[2, 0, 1], pools=[[0, 2], [0]])

@@ -43,7 +43,9 @@ def test_controls_start_from_base_config():
     assert isinstance(panel.widget, W.VBox)
     # the status line states the SGD budget the match implies
     panel.generations.value, panel.pop.value, panel.match.value = 50, 4, "compute"
-    assert "50 epochs (matched on compute)" in panel.status.value
+    assert "about 50 epochs (matched on compute, in optimizer steps)" in panel.status.value
+    panel.generations.value, panel.match.value = 5, "lineage"
+    assert "about 1.25 epochs (matched on lineage" in panel.status.value  # not rounded
 
 
 def test_click_trains_gls_and_matched_sgd(digits):
@@ -65,7 +67,12 @@ def test_click_trains_gls_and_matched_sgd(digits):
     assert len(g.history) == 5
     assert all(0 <= r["winner"] < 3 for r in g.history)
     assert s.config["method"] == "sgd" and s.config["pop"] == 1
-    assert len(s.history) == gls.sgd_epochs(5, 3, "lineage") == 2
+    sgd = gls.matched_sgd(g_cfg := gls.Config.from_dict(g.config), "lineage",
+                          gls.training_images(g_cfg, panel.data))
+    assert s.config["steps"] == sgd.steps == gls.budget(5, 3, sgd_n := gls.training_images(
+        g_cfg, panel.data), g_cfg.batch_size)["lineage"]["steps"] and sgd_n > 0
+    assert sum(r["steps"] for r in s.history) == sgd.steps
+    assert len(s.history) == sgd.generations
     for run in (g, s):
         assert 0.0 <= run.test_accuracy <= 1.0
     # the live curves received every record (one x value per generation)
@@ -73,7 +80,7 @@ def test_click_trains_gls_and_matched_sgd(digits):
     loss = [t for t in fig.data if t.name == "train_loss"][0]
     assert len(loss.x) == 5
     summary = panel.summary()
-    assert summary["gls_generations"] == 5 and summary["sgd_generations"] == 2
+    assert summary["gls_generations"] == 5 and summary["sgd_generations"] == sgd.generations
     assert summary["selection"]["chance"] == pytest.approx(1 / 3)
     assert sum(summary["selection"]["winner_counts"]) == 5
     assert "GLS" in panel.status.value and "%" in panel.status.value

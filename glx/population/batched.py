@@ -1,0 +1,191 @@
+"""The batched path: the children's state stacked along a leading dimension of size p.
+
+The parameters and buffers of the p children are stacked (`torch.func.stack_module_state`) and
+the model runs once for all children under `torch.func.vmap` of `torch.func.functional_call`.
+The stacked parameters are autograd leaves, so the gradient of the summed per-child mean
+losses gives every child its own gradient. BatchNorm buffers are passed batched, so the
+in-place running-statistics updates (and the integer ``num_batches_tracked`` counters) land per
+child.
+
+The training step reads no tensor value on the host, and takes the learning rate as a Python
+number or a 0-dim tensor on the device, so it never synchronises with the device. On CUDA it
+can run as one captured CUDA graph (`CapturedStep`): forward, backward and SGD update of all p
+children replayed as one launch sequence, which matters when small steps are bound by the host
+launching kernels.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from glx.population.base import PopulationPath, Settings, sgd_update, to_channels_last
+
+
+def batchnorm_in_float32(module: nn.Module) -> None:
+    """Run every BatchNorm of ``module`` on float32 inputs, returning the input's dtype.
+
+    Under ``vmap`` with bf16 autocast on CUDA, batch norm's batching rule requires the input
+    and the (float32) running statistics to share a dtype; computing the normalisation in
+    float32 is also what autocast does outside vmap, and the cast back keeps activations bf16.
+    """
+    def pre(m: nn.Module, args: tuple) -> tuple:
+        m._glx_dtype = args[0].dtype
+        return (args[0].float(), *args[1:])
+
+    def post(m: nn.Module, args: tuple, out: Tensor) -> Tensor:
+        return out.to(m._glx_dtype)
+
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.register_forward_pre_hook(pre)
+            m.register_forward_hook(post)
+
+
+class BatchedPath(PopulationPath):
+    """Stacked state (p, ...) and one vmapped `functional_call` for all children."""
+
+    name = "batched"
+
+    def __init__(self, s: Settings, pattern: nn.Module, models: list[nn.Module]) -> None:
+        super().__init__(s, pattern)
+        params, buffers = torch.func.stack_module_state(models)
+        if s.channels_last:
+            params = {k: to_channels_last(v).detach().requires_grad_(v.requires_grad)
+                      for k, v in params.items()}
+        self.params: list[Tensor] = [params[n] for n in self.pnames]
+        self.buffers: list[Tensor] = [buffers[n] for n in self.bnames]
+        self.mom: list[Tensor] | None = (
+            [torch.zeros_like(t, memory_format=torch.preserve_format) for t in self.params]
+            if s.momentum > 0 else None)
+        # Frozen parameters get no gradient and no update, as with torch.optim.SGD.
+        train = [j for j, t in enumerate(self.params) if t.requires_grad]
+        self.trainable = [self.params[j] for j in train]
+        self.trainable_mom = None if self.mom is None else [self.mom[j] for j in train]
+        stacked = {"params": self.params, "buffers": self.buffers}
+        if self.mom is not None:
+            stacked["momentum"] = self.mom
+        names = {"params": self.pnames, "buffers": self.bnames, "momentum": self.pnames}
+        self.views = {sec: {n: list(t.detach().unbind(0))
+                            for n, t in zip(names[sec], ts, strict=True)}
+                      for sec, ts in stacked.items()}
+        # The module `functional_call` runs; with amp its BatchNorms compute in float32.
+        self.template = copy.deepcopy(pattern)
+        if s.amp:
+            batchnorm_in_float32(self.template)
+        self.fwd_train = self._forward(x_batched=True)
+        self.fwd_eval = self._forward(x_batched=False)
+        self.captured: CapturedStep | None = CapturedStep(self) if s.capture else None
+
+    def _forward(self, x_batched: bool) -> Callable:
+        template, pnames, bnames = self.template, self.pnames, self.bnames
+
+        def one(params: tuple[Tensor, ...], buffers: tuple[Tensor, ...], x: Tensor) -> Tensor:
+            state = dict(zip(pnames, params, strict=True))
+            state.update(zip(bnames, buffers, strict=True))
+            return torch.func.functional_call(template, state, (x,))
+
+        # Buffers are batched too: BatchNorm's in-place running-stat updates then land per child.
+        fwd = torch.func.vmap(one, in_dims=(0, 0, 0 if x_batched else None),
+                              randomness="different")
+        return self.s.maybe_compile(fwd)
+
+    def state_tensors(self) -> list[Tensor]:
+        return self.params + self.buffers + (self.mom or [])
+
+    def train_step(self, x: Tensor, y: Tensor, lr: float | Tensor) -> tuple[Tensor, Tensor]:
+        if self.captured is None:
+            return self.step(x, y, lr)
+        try:
+            return self.captured(x, y, lr)
+        except Exception as e:
+            out = self.step(x, y, lr)  # a wrong call fails here too, and raises its own error
+            warnings.warn(f"CUDA graph capture failed, running eagerly: {type(e).__name__}: {e}",
+                          stacklevel=3)
+            self.captured, self.s.capture = None, False
+            return out
+
+    def step(self, x: Tensor, y: Tensor, lr: float | Tensor) -> tuple[Tensor, Tensor]:
+        """The eager step: forward of all children, one backward, one foreach SGD update."""
+        self.template.train()
+        with self.s.autocast():
+            logits = self.fwd_train(tuple(self.params), tuple(self.buffers), x)
+        logits = logits.float()
+        per_ex = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        loss = per_ex.view(self.s.p, -1).mean(1)
+        # d(sum of per-child losses)/d(child i's params) is child i's own gradient.
+        grads = torch.autograd.grad(loss.sum(), self.trainable, allow_unused=True)
+        sgd_update(self.trainable, list(grads), self.trainable_mom, lr, self.s)
+        correct = (logits.detach().argmax(-1) == y).sum(1)
+        return loss.detach(), correct
+
+    @torch.no_grad()
+    def logits(self, x: Tensor) -> Tensor:
+        self.template.eval()
+        with self.s.autocast():
+            out = self.fwd_eval(tuple(self.params), tuple(self.buffers), x)
+        return out.float()
+
+
+class CapturedStep:
+    """`BatchedPath.step` captured as one CUDA graph per input shape and replayed.
+
+    The first call with a new shape warms the step up on a side stream (three steps, from a
+    snapshot of every state tensor that is restored afterwards, under a forked RNG), captures
+    one step into a graph, then replays it. Each call copies its inputs into the graph's static
+    tensors, fills the static learning rate (a host number is a kernel argument, a device
+    tensor is copied: no synchronisation either way), replays, and returns copies of the
+    outputs. The graph reads and writes the path's state tensors in place, so adoption and
+    `load_state_dict` between calls are seen by the next replay. Shapes must repeat for this
+    to pay: every distinct shape costs one capture and its own memory pool.
+    """
+
+    def __init__(self, path: BatchedPath, warmup: int = 3) -> None:
+        if path.s.device.type != "cuda":
+            raise ValueError(f"capture needs a CUDA device, got device={str(path.s.device)!r}")
+        self.path, self.warmup = path, warmup
+        self.graphs: dict[tuple, tuple] = {}
+
+    def __call__(self, x: Tensor, y: Tensor, lr: float | Tensor) -> tuple[Tensor, Tensor]:
+        key = (tuple(x.shape), x.dtype, x.stride(), tuple(y.shape), y.dtype)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(x, y, lr)
+        graph, sx, sy, slr, (loss, correct) = self.graphs[key]
+        sx.copy_(x, non_blocking=True)
+        sy.copy_(y, non_blocking=True)
+        if isinstance(lr, Tensor):
+            slr.copy_(lr, non_blocking=True)
+        else:
+            slr.fill_(lr)
+        graph.replay()
+        return loss.clone(), correct.clone()
+
+    def _capture(self, x: Tensor, y: Tensor, lr: float | Tensor) -> tuple:
+        path, device = self.path, self.path.s.device
+        sx, sy = x.clone(), y.clone()
+        slr = torch.empty((), device=device, dtype=torch.float32)
+        if isinstance(lr, Tensor):
+            slr.copy_(lr)
+        else:
+            slr.fill_(lr)
+        state = path.state_tensors()
+        saved = [t.detach().clone() for t in state]
+        try:
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.random.fork_rng(devices=[device]), torch.cuda.stream(side):
+                for _ in range(self.warmup):
+                    path.step(sx, sy, slr)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = path.step(sx, sy, slr)
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(state, saved)
+        return graph, sx, sy, slr, out
