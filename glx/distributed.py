@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from glx import data as gdata
 from glx import gls
 from glx.population import Population
+from glx.population.base import MOMENTUM_PREFIX
 
 __all__ = [
     "Launch", "Group", "DistributedPopulation", "DistributedTrainer", "RankFailure",
@@ -57,7 +58,6 @@ __all__ = [
 BACKENDS = ("auto", "gloo", "nccl")
 DEFAULT_TIMEOUT_S = 300.0
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-_MOMENTUM = "momentum:"  # prefix of momentum buffers in a child state
 
 
 class RankFailure(RuntimeError):
@@ -326,35 +326,6 @@ def check_same_config(group: Group, config: Mapping[str, Any]) -> None:
 # ----------------------------------------------------------------------------- population
 
 
-def _child_state(pop: Population, i: int) -> dict[str, Tensor]:
-    """Child i's parameters, buffers and (``"momentum:"`` + name) momentum buffers."""
-    if hasattr(pop, "child_state"):
-        return pop.child_state(i)
-    sd = pop.state_dict()
-    state = {n: t[i] for sec in ("params", "buffers") for n, t in sd[sec].items()}
-    if sd["momentum"] is not None:
-        state.update({_MOMENTUM + n: t[i] for n, t in sd["momentum"].items()})
-    return state
-
-
-def _load_parent_state(pop: Population, state: dict[str, Tensor], policy: str) -> None:
-    """Every child of ``pop`` becomes ``state``; momentum from it (inherit) or zeros (reset)."""
-    if hasattr(pop, "load_parent_state"):
-        pop.load_parent_state(state, policy)
-        return
-    sd = pop.state_dict()
-    for sec in ("params", "buffers"):
-        for n, t in sd[sec].items():
-            t.copy_(state[n].expand_as(t))
-    if sd["momentum"] is not None:
-        for n, t in sd["momentum"].items():
-            if policy == "inherit":
-                t.copy_(state[_MOMENTUM + n].expand_as(t))
-            else:
-                t.zero_()
-    pop.load_state_dict(sd)
-
-
 class DistributedPopulation:
     """The p children of one population, of which this rank holds ``[lo, hi)`` in ``local``.
 
@@ -422,12 +393,12 @@ class DistributedPopulation:
             raise RankFailure(f"rank {self.group.rank}: the ranks selected different winners "
                               f"{chosen} (rank order); their scores or random streams differ")
         src = self.owner_rank(int(winner))
-        template = _child_state(self.local, int(winner) - self.lo if src == self.group.rank
-                                else 0)
+        # The receivers' own child 0 is only a template of names, shapes and dtypes.
+        template = self.local.child_state(int(winner) - self.lo if src == self.group.rank else 0)
         if momentum_policy != "inherit":  # reset: the receivers zero their momentum
-            template = {k: v for k, v in template.items() if not k.startswith(_MOMENTUM)}
+            template = {k: v for k, v in template.items() if not k.startswith(MOMENTUM_PREFIX)}
         state = self.group.broadcast_state(template, src, "broadcasting the winner")
-        _load_parent_state(self.local, state, momentum_policy)
+        self.local.load_parent_state(state, momentum_policy)
 
     def parent_module(self) -> nn.Module:
         """The parent (after ``adopt`` every child of every rank holds it)."""
@@ -489,18 +460,14 @@ class DistributedTrainer(gls.Trainer):
         super().__init__(dataclasses.replace(cfg, device=str(group.device)), data=data,
                          model_fn=model_fn)
 
-    def _make_population(self, model_fn: Callable[[], nn.Module],
-                         device: torch.device) -> DistributedPopulation:
+    def _make_population(self, model_fn: Callable[[], nn.Module], device: torch.device,
+                         p: int | None = None, seed: int | None = None
+                         ) -> DistributedPopulation:
         cfg, g = self.cfg, self.group
         lo, hi = shares(cfg.pop, g.world_size)[g.rank]
         # With independent_init child c is built under seed + c, whichever rank holds it.
-        local = Population(
-            model_fn, hi - lo, device=device, path=cfg.path, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
-            independent_init=cfg.independent_init,
-            seed=cfg.seed + lo if cfg.independent_init else cfg.seed, amp=cfg.amp,
-            channels_last=cfg.channels_last, compile=cfg.compile,
-        )
+        local = super()._make_population(model_fn, device, p=hi - lo,
+                                         seed=cfg.seed + lo if cfg.independent_init else cfg.seed)
         return DistributedPopulation(local, g, cfg.pop)
 
     @property

@@ -835,14 +835,16 @@ class Trainer:
         if cfg.resume and cfg.checkpoint and Path(cfg.checkpoint).exists():
             self.load_checkpoint(cfg.checkpoint)
 
-    def _make_population(self, model_fn: Callable[[], nn.Module],
-                         device: torch.device) -> Population:
-        """The run's population (``glx.distributed`` builds only this process's children)."""
+    def _make_population(self, model_fn: Callable[[], nn.Module], device: torch.device,
+                         p: int | None = None, seed: int | None = None) -> Population:
+        """The run's population: ``cfg.pop`` children built under ``cfg.seed``, or (``p``,
+        ``seed``) one process's share of them (``glx.distributed``)."""
         cfg = self.cfg
         return Population(
-            model_fn, cfg.pop, device=device, path=cfg.path, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
-            independent_init=cfg.independent_init, seed=cfg.seed, amp=cfg.amp,
+            model_fn, cfg.pop if p is None else p, device=device, path=cfg.path,
+            momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+            independent_init=cfg.independent_init, seed=cfg.seed if seed is None else seed,
+            amp=cfg.amp,
             channels_last=cfg.channels_last, compile=cfg.compile,
         )
 

@@ -193,6 +193,7 @@ def test_two_ranks_with_uneven_shares_equal_one_process(tmp_path):
     codes, _ = _launch({"config": cfg}, 2, tmp_path)
     assert codes == [0, 0]
     winners, parents, ref = _reference(_cfg(**cfg))
+    assert 2 in winners  # a winner held by rank 1 was broadcast to rank 0
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for got in ranks:
         assert got["winners"] == winners
