@@ -339,6 +339,9 @@ class DistributedPopulation:
         self.shares = shares(self.p, group.world_size)
         self.lo, self.hi = self.shares[group.rank]
         self.counts = [hi - lo for lo, hi in self.shares]
+        # Whether every child on every rank holds the same state (after any adoption, or from
+        # one shared initialisation): a checkpoint then needs no gather.
+        self.uniform = not local.independent_init
         if local.p != self.hi - self.lo:
             raise ValueError(f"local population has p={local.p}, rank {group.rank} owns "
                              f"{self.hi - self.lo} children")
@@ -399,6 +402,7 @@ class DistributedPopulation:
             template = {k: v for k, v in template.items() if not k.startswith(MOMENTUM_PREFIX)}
         state = self.group.broadcast_state(template, src, "broadcasting the winner")
         self.local.load_parent_state(state, momentum_policy)
+        self.uniform = True
 
     def parent_module(self) -> nn.Module:
         """The parent (after ``adopt`` every child of every rank holds it)."""
@@ -412,15 +416,23 @@ class DistributedPopulation:
         return self.local.child_module(i - self.lo)
 
     def state_dict(self) -> dict:
-        """All p children, stacked as one process's ``Population.state_dict`` (collective)."""
+        """All p children, stacked as one process's ``Population.state_dict``, on the CPU.
+
+        Between generations every child is the parent, so this rank's first child stands for
+        all; otherwise (distinct initial children) the rows are gathered: every rank calls it.
+        """
         sd = self.local.state_dict()
         out = {**sd, "p": self.p}
         for sec in ("params", "buffers", "momentum"):
             if sd[sec] is None:
                 continue
-            out[sec] = {n: self.group.gather_rows(t.to(self.device), self.counts,
-                                                  "gathering the population for a checkpoint")
-                        .cpu() for n, t in sd[sec].items()}
+            if self.uniform:
+                out[sec] = {n: t[:1].cpu().expand(self.p, *t.shape[1:]).contiguous()
+                            for n, t in sd[sec].items()}
+            else:
+                out[sec] = {n: self.group.gather_rows(t.to(self.device), self.counts,
+                                                      "gathering the population").cpu()
+                            for n, t in sd[sec].items()}
         return out
 
     def load_state_dict(self, sd: dict) -> None:
@@ -433,6 +445,7 @@ class DistributedPopulation:
             if sd.get(sec) is not None:
                 mine[sec] = {n: t[self.lo:self.hi] for n, t in sd[sec].items()}
         self.local.load_state_dict(mine)
+        self.uniform = False  # whatever the file held; the next adoption makes it so again
 
     def __repr__(self) -> str:
         return (f"DistributedPopulation(p={self.p}, rank={self.group.rank}, "

@@ -287,3 +287,18 @@ def test_torchrun_runs_the_cli_over_two_ranks(tmp_path):
     ref = gls.train(_cfg(generations=2, eval_every=2), progress=False)
     assert [r["winner"] for r in record["history"]] == [r["winner"] for r in ref.history]
     assert record["test_accuracy"] == ref.test_accuracy
+
+
+def test_a_checkpoint_of_two_ranks_is_the_one_process_checkpoint(tmp_path):
+    cfg = dict(pop=3, generations=2, momentum_policy="inherit", independent_init=True)
+    codes, _ = _launch({"config": {**cfg, "checkpoint": str(tmp_path / "two.ck")}}, 2, tmp_path)
+    assert codes == [0, 0]
+    one = gls.Trainer(_cfg(**cfg, checkpoint=str(tmp_path / "one.ck")), data=_data())
+    one.run(progress=False)
+    a, b = checkpoint.load(tmp_path / "two.ck"), checkpoint.load(tmp_path / "one.ck")
+    for sec in ("params", "buffers", "momentum"):
+        _assert_same(a["population"][sec], b["population"][sec])
+    assert all(torch.equal(x, y) for x, y in zip(a["rng"]["augment"], b["rng"]["augment"],
+                                                 strict=True))
+    assert torch.equal(a["rng"]["shuffle"], b["rng"]["shuffle"])
+    assert a["generation"] == b["generation"] == 2
