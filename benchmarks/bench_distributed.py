@@ -49,7 +49,8 @@ def _free_port() -> int:
 def _config(args: argparse.Namespace, model: str) -> gls.Config:
     return gls.Config(dataset="digits", model=model, pop=args.pop, seed=0, device="cpu",
                       generations=args.repeats + 1, eval_every=10_000,
-                      batch_size=args.batch_size, momentum_policy=args.momentum_policy)
+                      batch_size=args.batch_size, momentum_policy=args.momentum_policy,
+                      subset=args.subset)
 
 
 def _rank(args: argparse.Namespace, model: str, rank: int, world: int, port: int,
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pop", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--subset", type=int, default=0, help="training images (0: all 1,437)")
     parser.add_argument("--momentum-policy", default="reset", choices=("reset", "inherit"))
     parser.add_argument("--quick", action="store_true", help="mlp, 2 timed generations")
     parser.add_argument("--json", type=Path, default=None)

@@ -241,6 +241,12 @@ class Group:
                 pos += k
         return out
 
+    def sum_int(self, value: Tensor, what: str) -> int:
+        """The sum over ranks of one integer tensor (``all_reduce``)."""
+        t = value.to(self.device, torch.int64).reshape(1).clone()
+        self._run(what, lambda: dist.all_reduce(t))
+        return int(t)
+
     def gather_objects(self, obj: Any, what: str) -> list[Any]:
         """Every rank's picklable ``obj`` (small things: configs, generator states)."""
         parts: list[Any] = [None] * self.world_size
@@ -404,6 +410,19 @@ class DistributedPopulation:
         self.local.load_parent_state(state, momentum_policy)
         self.uniform = True
 
+    @torch.no_grad()
+    def evaluate(self, data: gdata.DeviceData, batch_size: int = 1024) -> float:
+        """Top-1 test accuracy of the parent: rank r counts the hits of test batches r, r + W,
+        ...; the counts are summed (exact integers, so every rank gets one process's number)."""
+        model = self.local.parent_module()
+        model.eval()
+        hits = torch.zeros((), dtype=torch.int64, device=self.device)
+        starts = range(0, data.n_test, batch_size)  # data.test_batches' batches
+        for start in starts[self.group.rank::self.group.world_size]:
+            x = data.prepare(data.x_test[start:start + batch_size])
+            hits += (model(x).argmax(-1) == data.y_test[start:start + batch_size]).sum()
+        return self.group.sum_int(hits, "summing the test accuracy") / max(data.n_test, 1)
+
     def parent_module(self) -> nn.Module:
         """The parent (after ``adopt`` every child of every rank holds it)."""
         return self.local.parent_module()
@@ -472,6 +491,11 @@ class DistributedTrainer(gls.Trainer):
         # Each rank's own device (cuda:LOCAL_RANK); the device may differ on resume.
         super().__init__(dataclasses.replace(cfg, device=str(group.device)), data=data,
                          model_fn=model_fn)
+        starts = group.all_equal(self.generation, "comparing where the ranks start")
+        if len(set(starts)) != 1:
+            raise ValueError(f"checkpoint={cfg.checkpoint!r}: the ranks would resume at "
+                             f"generations {starts} (rank order): every rank must read the same "
+                             "checkpoint file (a file system all nodes share)")
 
     def _make_population(self, model_fn: Callable[[], nn.Module], device: torch.device,
                          p: int | None = None, seed: int | None = None

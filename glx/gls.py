@@ -706,6 +706,9 @@ def adopt(ctx: Context, mutation: Mutation, selection: dict[str, Any]) -> Genera
 @torch.no_grad()
 def evaluate(population: Population, data: gdata.DeviceData, batch_size: int = 1024) -> float:
     """Top-1 test accuracy of the parent (child 0 after selection)."""
+    spread = getattr(population, "evaluate", None)  # glx.distributed: each rank a part
+    if spread is not None:
+        return spread(data, batch_size)
     model = population.parent_module()
     model.eval()
     hits = torch.zeros((), device=population.device)

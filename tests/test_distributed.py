@@ -61,6 +61,9 @@ def _rank(spec: dict, rank: int, world: int, port: int, out: Path) -> None:
         cfg = _cfg(**spec["config"])
         if rank == spec.get("odd_rank"):
             cfg.lr *= 2
+        if rank == spec.get("hide_from"):  # this rank's file system lacks the checkpoint
+            hidden, exists = str(cfg.checkpoint), Path.exists
+            Path.exists = lambda self: str(self) != hidden and exists(self)  # forked: this rank only
         launch = gdist.detect()
         try:
             group = gdist.init(launch, cfg.device, pop=cfg.pop, timeout_s=spec.get("timeout", 60))
@@ -69,7 +72,8 @@ def _rank(spec: dict, rank: int, world: int, port: int, out: Path) -> None:
                 trainer.mutate()
                 before = trainer.population.state_dict()
                 trainer.population.adopt(spec["adopt"], cfg.momentum_policy)
-                torch.save({"before": before, "after": trainer.population.state_dict()},
+                torch.save({"before": before, "after": trainer.population.state_dict(),
+                            "test_acc": gls.evaluate(trainer.population, trainer.data, 50)},
                            out / f"rank{rank}.pt")
                 return
             winners, parents = [], []
@@ -205,7 +209,7 @@ def test_two_ranks_with_uneven_shares_equal_one_process(tmp_path):
             for r in ranks[0]["history"]] == strip
 
 
-def test_a_winner_on_another_rank_is_broadcast_with_its_momentum(tmp_path):
+def test_a_winner_on_another_rank_is_broadcast_with_its_momentum_and_tested_in_parts(tmp_path):
     # Distinct children (independent init); child 2 lives on rank 1 of 2.
     cfg = dict(pop=3, independent_init=True, momentum_policy="inherit")
     codes, _ = _launch({"config": cfg, "adopt": 2}, 2, tmp_path)
@@ -215,8 +219,10 @@ def test_a_winner_on_another_rank_is_broadcast_with_its_momentum(tmp_path):
     before = ref.population.state_dict()
     ref.population.adopt(2, "inherit")
     after = ref.population.state_dict()
+    test_acc = gls.evaluate(ref.population, ref.data, 50)  # 8 batches, 4 on each rank
     for r in range(2):
         got = torch.load(tmp_path / f"rank{r}.pt")
+        assert got["test_acc"] == test_acc
         for sec in ("params", "buffers", "momentum"):
             _assert_same(got["before"][sec], before[sec])
             _assert_same(got["after"][sec], after[sec])
@@ -302,3 +308,34 @@ def test_a_checkpoint_of_two_ranks_is_the_one_process_checkpoint(tmp_path):
                                                  strict=True))
     assert torch.equal(a["rng"]["shuffle"], b["rng"]["shuffle"])
     assert a["generation"] == b["generation"] == 2
+
+
+def test_the_benchmark_splits_a_generation_and_counts_one_model_broadcast(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_distributed",
+                                                  ROOT / "benchmarks" / "bench_distributed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = tmp_path / "dist.json"
+    assert bench.main(["--models", "mlp", "--ranks", "1,2", "--repeats", "1", "--subset", "300",
+                       "--batch-size", "16", "--json", str(path)]) == 0
+    one, two = json.loads(path.read_text())["rows"]
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert one["comm_ms"] == 0 and one["bytes_sent_per_generation"] == 0
+    assert two["comm_ms"] > 0 and two["compute_ms"] > 0
+    model_bytes = 4 * one["params"]  # the MLP has no buffers; reset momentum: no momentum sent
+    gathers = two["bytes_sent_per_generation"] - model_bytes
+    assert 0 < gathers < 0.01 * model_bytes
+    assert one["winners"] == two["winners"]
+
+
+def test_ranks_that_see_different_checkpoints_refuse_to_start(tmp_path):
+    ck = tmp_path / "one.ck"
+    gls.Trainer(_cfg(generations=2, checkpoint=str(ck)), data=_data()).run(progress=False)
+    # Rank 1 finds no file where rank 0 finds generation 2: the same path on another machine.
+    spec = {"config": dict(generations=2, checkpoint=str(ck), resume=True), "hide_from": 1}
+    codes, _ = _launch(spec, 2, tmp_path)
+    assert codes == [3, 3]
+    for r in range(2):
+        assert "would resume at generations [2, 0]" in (tmp_path / f"rank{r}.err").read_text()
