@@ -53,10 +53,8 @@ def _run(name: str, out: Path, parameters: dict[str, Any]) -> None:
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    pm.execute_notebook(str(NOTEBOOKS / name), str(partial), parameters=parameters,
+    pm.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters,
                         cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
-    os.replace(partial, out)  # a failed execution never leaves a notebook that looks complete
 
 
 def execute(name: str, out_dir: Path, **parameters: Any) -> tuple[dict[str, Any], Path]:
@@ -75,7 +73,7 @@ def execute(name: str, out_dir: Path, **parameters: Any) -> tuple[dict[str, Any]
         digest = hashlib.sha256(key[1].encode()).hexdigest()[:12]
         cached = CACHE / f"{Path(name).stem}-{digest}" / name
         _run(name, cached, parameters)
-        _session[key] = cached
+        _session[key] = cached  # only once it ran through: a failed execution runs again
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.resolve() != cached.resolve():
         shutil.copyfile(cached, out)

@@ -193,3 +193,13 @@ def test_book_honours_the_cell_tags(tmp_path):
     assert len(FIGURE_DIV.findall(html)) == 1
     assert "A synthetic chapter" in (site / "intro.html").read_text()  # in the contents
     assert "SMOKE build" in html  # the banner of a SMOKE build
+
+
+@pytest.mark.parametrize("flag", ["--executed", "--chapters"])
+def test_a_missing_folder_is_one_line(tmp_path, flag):
+    done = subprocess.run([sys.executable, str(BOOK), flag, str(tmp_path / "nowhere"),
+                           "--out", str(tmp_path / "book")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "nowhere" in done.stderr, done.stderr
+    assert not (tmp_path / "book").exists()

@@ -6,7 +6,7 @@ parameters or with ``SMOKE = True`` (``--smoke``), unless an executed copy is gi
 ``remove-cell`` disappear, ``hide-input`` cells are collapsed, widgets show their saved state and
 plotly figures stay interactive (one offline copy of plotly.js for the whole site).
 
-    python tools/book.py [--smoke] [--executed DIR] [--out build/book]
+    python tools/book.py [--smoke] [--executed DIR] [--out build/book] [--chapters notebooks]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import nbformat
 import yaml
-from papermill.exceptions import PapermillExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -37,7 +36,7 @@ def chapters(folder: Path = NOTEBOOKS) -> list[Path]:
 
 
 def execute(src: Path, out: Path, smoke: bool) -> None:
-    """Execute one chapter with papermill, from ``notebooks/`` as the working directory."""
+    """Execute one chapter with papermill, from the chapter's folder (paths are relative to it)."""
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -45,21 +44,17 @@ def execute(src: Path, out: Path, smoke: bool) -> None:
                         cwd=str(src.parent), kernel_name="python3", progress_bar=False)
 
 
-def _plotly_html(outputs: list) -> int:
-    """Give plotly outputs an HTML view (plotly's own, without plotly.js); returns how many."""
+def _plotly_html(outputs: list) -> None:
+    """Give plotly outputs an HTML view (plotly's own, without plotly.js)."""
     import plotly.io as pio
 
-    n = 0
     for out in outputs:
         data = out.get("data", {})
-        if PLOTLY_MIME in data:
-            # The kernel showed the figure as plotly JSON only (the mimetype renderer): the book
-            # needs an HTML view of it; plotly.js itself comes once per page from _static.
-            if "text/html" not in data:
-                data["text/html"] = pio.to_html(data[PLOTLY_MIME], include_plotlyjs=False,
-                                                full_html=False, validate=False)
-            n += 1
-    return n
+        # The kernel showed the figure as plotly JSON only (the mimetype renderer), which the
+        # book cannot render; plotly.js itself is loaded once per page (see the config).
+        if PLOTLY_MIME in data and "text/html" not in data:
+            data["text/html"] = pio.to_html(data[PLOTLY_MIME], include_plotlyjs=False,
+                                            full_html=False, validate=False)
 
 
 def prepare(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -132,11 +127,13 @@ def main(argv: list[str] | None = None) -> int:
             executed.append(given)
             continue
         print(f"book: executing {src.name}{' (SMOKE)' if args.smoke else ''}", flush=True)
+        from papermill.exceptions import PapermillExecutionError
+
         try:
             execute(src, run_dir / src.name, args.smoke)
         except PapermillExecutionError as e:
-            print(f"book: {src.name} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
-                  f"the executed notebook is {run_dir / src.name}", file=sys.stderr)
+            print(f"book: {src.name} failed ({e.ename}: {e.evalue}); the executed notebook, "
+                  f"with the traceback, is {run_dir / src.name}", file=sys.stderr)
             return 1
         executed.append(run_dir / src.name)
     site_src = args.out.parent / f"{args.out.name}-src"  # beside the site, never shared

@@ -17,6 +17,7 @@ launching kernels.
 from __future__ import annotations
 
 import copy
+import types
 import warnings
 from collections.abc import Callable
 
@@ -45,6 +46,81 @@ def batchnorm_in_float32(module: nn.Module) -> None:
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.register_forward_pre_hook(pre)
             m.register_forward_hook(post)
+
+
+class _StackedBatchNorm(torch.autograd.Function):
+    """`F.batch_norm` whose vmap rule is one batch_norm over the p children's channels.
+
+    vmap's own rule for BatchNorm with batched running statistics moves the population axis
+    into the channels (a copy of the activation), normalises without the affine transform, then
+    multiplies and adds the per-child weight and bias in two more passes. This rule views the
+    activations (B, p, C, ...) as (B, p * C, ...) -- a view once the population axis sits next
+    to the channels, as it does after a vmapped convolution -- and runs one fused batch_norm
+    with the stacked weight, bias and running statistics flattened to p * C: per-child
+    statistics, running buffers updated in place per child. Autograd records that batch_norm,
+    so no backward is written here; the Function only ever runs under vmap.
+    """
+
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+        return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):  # pragma: no cover - outside vmap the module's own forward runs
+        raise RuntimeError("_StackedBatchNorm runs under vmap only")
+
+    @staticmethod
+    def vmap(info, in_dims, x, weight, bias, running_mean, running_var, training, momentum,
+             eps):
+        p = info.batch_size
+        if in_dims[0] is None:
+            x = x.unsqueeze(1).expand(x.shape[0], p, *x.shape[1:])
+        else:
+            x = x.movedim(in_dims[0], 1)
+
+        def flat(t: Tensor | None, dim: int | None) -> Tensor | None:
+            if t is None:
+                return None
+            if dim is None:
+                return t.unsqueeze(0).expand(p, *t.shape).reshape(-1)
+            return t.movedim(dim, 0).reshape(-1)  # a view of the contiguous stacked tensor
+
+        out = F.batch_norm(x.reshape(x.shape[0], -1, *x.shape[3:]),
+                           flat(running_mean, in_dims[3]), flat(running_var, in_dims[4]),
+                           flat(weight, in_dims[1]), flat(bias, in_dims[2]),
+                           training, momentum, eps)
+        return out.view(x.shape), 1
+
+
+def _stacked_batchnorm_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+    """`_BatchNorm.forward` (momentum, counters, eval with or without running statistics),
+    with the normalisation done by `_StackedBatchNorm`."""
+    factor = 0.0 if self.momentum is None else self.momentum
+    if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:  # cumulative average: reads the counter (fails under vmap)
+            factor = 1.0 / float(self.num_batches_tracked)
+    use_batch = self.training or (self.running_mean is None and self.running_var is None)
+    keep = not self.training or self.track_running_stats
+    return _StackedBatchNorm.apply(x, self.weight, self.bias,
+                                   self.running_mean if keep else None,
+                                   self.running_var if keep else None,
+                                   use_batch, factor, self.eps)
+
+
+def stack_batchnorms(module: nn.Module) -> None:
+    """Give every plain BatchNorm{1,2,3}d of ``module`` the stacked rule above (the module is
+    the batched path's private template, run only under vmap)."""
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    for m in module.modules():
+        if type(m) in kinds:
+            m.forward = types.MethodType(_stacked_batchnorm_forward, m)
 
 
 class BatchedPath(PopulationPath):
@@ -76,6 +152,7 @@ class BatchedPath(PopulationPath):
                       for sec, ts in stacked.items()}
         # The module `functional_call` runs; with amp its BatchNorms compute in float32.
         self.template = copy.deepcopy(pattern)
+        stack_batchnorms(self.template)
         if s.amp:
             batchnorm_in_float32(self.template)
         self.fwd_train = self._forward(x_batched=True)
