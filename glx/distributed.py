@@ -2,7 +2,7 @@
 
 Launched by ``torchrun --nproc-per-node N -m glx train ...``: rank r of N holds a contiguous
 share of the p children (the first ``p mod N`` ranks one more, so p = 3 over 2 ranks is 2 + 1)
-and a generation runs as in one process (``glx.gls.generation``), with two small collective
+and a generation runs as in one process (``glx.gls.generation``), with a few small collective
 steps:
 
 1. **mutate**: every rank deals the same shuffled epoch (same seed, same stream) and trains only
@@ -15,6 +15,8 @@ steps:
    assumption); the rank that owns the winner broadcasts its parameters and buffers (BatchNorm
    statistics, and momentum under ``momentum_policy="inherit"``) and every rank loads them into
    all its children.
+3. **evaluate** (when due): rank r tests the parent on test batches r, r + N, ...; the hit
+   counts are summed, so every rank has one process's accuracy.
 
 Child c is initialised, dealt, augmented and trained the same whatever rank holds it, so a run's
 winners and final weights do not depend on the number of ranks (bit-equal on the CPU, where the
@@ -35,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -167,12 +170,13 @@ class Group:
                  timeout_s: float):
         self.rank, self.world_size = int(rank), int(world_size)
         self.device, self.backend, self.timeout_s = device, backend, float(timeout_s)
-        self.comm_s = 0.0  # seconds spent in collectives (the benchmark's communication share)
-        self.bytes_sent = 0  # bytes this rank put into collectives
+        # Seconds inside collectives (on CUDA including the work queued before them), and the
+        # bytes this rank put into the gathers of rows and the broadcasts (the 8-byte checks
+        # are not counted).
+        self.comm_s = 0.0
+        self.bytes_sent = 0
 
     def _run(self, what: str, fn: Callable[[], Any]) -> Any:
-        import time
-
         t0 = time.perf_counter()
         try:
             out = fn()
