@@ -770,6 +770,10 @@ def test_cuda_captured_step_equals_eager(amp):
             eager.adopt(1, "inherit")
             graph.adopt(1, "inherit")
     assert graph.captured and not eager.captured
+    for x in (xs[0, 0], xs[1, 0], xs[1, 0, :5]):  # selection's scoring: replayed per chunk size
+        for _ in range(2):
+            assert torch.allclose(eager.logits(x), graph.logits(x),
+                                  atol=1e-2 if amp else ATOL, rtol=RTOL)
     se, sg = eager.state_dict(), graph.state_dict()
     for sec in ("params", "buffers", "momentum"):
         for k in se[sec]:
@@ -788,11 +792,13 @@ def test_cuda_step_makes_no_host_sync(capture):
     xs, ys = batches(3)
     xs, ys = xs.cuda(), ys.cuda()
     pop.train_step(xs[0], ys[0], 0.1)  # first call: checks and capture
+    pop.score(xs[0, 0], ys[0, 0])
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         pop.train_step(xs[1], ys[1], 0.1)
         pop.train_step(xs[2], ys[2], torch.tensor(0.05, device="cuda"))
+        pop.score(xs[2, 0], ys[2, 0])  # second call of this chunk size: replayed if captured
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert pop.captured == capture

@@ -203,6 +203,20 @@ class BatchedPath(PopulationPath):
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
+        if self.captured is not None and x.shape[0] <= CapturedStep.MAX_EVAL_BATCH:
+            try:
+                return self.captured.logits(x)
+            except Exception as e:
+                out = self.eval_logits(x)
+                warnings.warn("CUDA graph capture failed, running eagerly: "
+                              f"{type(e).__name__}: {e}", stacklevel=3)
+                self.captured, self.s.capture = None, False
+                return out
+        return self.eval_logits(x)
+
+    @torch.no_grad()
+    def eval_logits(self, x: Tensor) -> Tensor:
+        """The eager evaluation: every child's logits on the same inputs, eval mode."""
         self.template.eval()
         with self.s.autocast():
             out = self.fwd_eval(tuple(self.params), tuple(self.buffers), x)
@@ -220,13 +234,45 @@ class CapturedStep:
     outputs. The graph reads and writes the path's state tensors in place, so adoption and
     `load_state_dict` between calls are seen by the next replay. Shapes must repeat for this
     to pay: every distinct shape costs one capture and its own memory pool.
+
+    Selection's scoring (`logits`) is captured the same way, one graph per chunk size up to
+    `MAX_EVAL_BATCH` images (larger chunks are bound by arithmetic, not launches, and would
+    each hold a large pool); the evaluation graphs share one memory pool, which is safe because
+    they run one at a time and their outputs are copied at once.
     """
+
+    MAX_EVAL_BATCH = 4096
 
     def __init__(self, path: BatchedPath, warmup: int = 3) -> None:
         if path.s.device.type != "cuda":
             raise ValueError(f"capture needs a CUDA device, got device={str(path.s.device)!r}")
         self.path, self.warmup = path, warmup
         self.graphs: dict[tuple, tuple] = {}
+        self.eval_graphs: dict[tuple, tuple] = {}
+        self.eval_pool = torch.cuda.graph_pool_handle()
+
+    def logits(self, x: Tensor) -> Tensor:
+        key = (tuple(x.shape), x.dtype, x.stride())
+        if key not in self.eval_graphs:
+            self.eval_graphs[key] = self._capture_eval(x)
+        graph, sx, out = self.eval_graphs[key]
+        sx.copy_(x, non_blocking=True)
+        graph.replay()
+        return out.clone()
+
+    def _capture_eval(self, x: Tensor) -> tuple:
+        path, device = self.path, self.path.s.device
+        sx = x.clone()
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # eval mode changes no state: nothing to restore
+            for _ in range(self.warmup):
+                path.eval_logits(sx)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.eval_pool):
+            out = path.eval_logits(sx)
+        return graph, sx, out
 
     def __call__(self, x: Tensor, y: Tensor, lr: float | Tensor) -> tuple[Tensor, Tensor]:
         key = (tuple(x.shape), x.dtype, x.stride(), tuple(y.shape), y.dtype)
@@ -252,9 +298,9 @@ class CapturedStep:
             slr.fill_(lr)
         state = path.state_tensors()
         saved = [t.detach().clone() for t in state]
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
         try:
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
             with torch.random.fork_rng(devices=[device]), torch.cuda.stream(side):
                 for _ in range(self.warmup):
                     path.step(sx, sy, slr)
@@ -262,7 +308,8 @@ class CapturedStep:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 out = path.step(sx, sy, slr)
-        finally:
+        finally:  # the warm-up steps are undone, whatever happened
+            torch.cuda.current_stream(device).wait_stream(side)
             with torch.no_grad():
                 torch._foreach_copy_(state, saved)
         return graph, sx, sy, slr, out
