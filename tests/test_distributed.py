@@ -270,6 +270,15 @@ def test_a_hung_rank_ends_the_job_within_the_timeout(tmp_path):
     assert 2.5 <= waited <= 10, message  # the collective gave up at about the timeout
 
 
+def test_more_ranks_than_children_is_an_error_on_every_rank(tmp_path):
+    codes, _ = _launch({"config": dict(pop=2)}, 3, tmp_path)
+    assert codes == [3, 3, 3]
+    for r in range(3):
+        assert (tmp_path / f"rank{r}.err").read_text() == (
+            "ValueError: world_size=3: more ranks than children (pop=2); launch at most 2 "
+            "processes or raise --pop")
+
+
 def test_mismatched_configs_are_an_error_on_every_rank(tmp_path):
     codes, _ = _launch({"config": {}, "odd_rank": 1}, 2, tmp_path)
     assert codes == [3, 3]
@@ -341,14 +350,14 @@ def test_ranks_that_see_different_checkpoints_refuse_to_start(tmp_path):
         assert "would resume at generations [2, 0]" in (tmp_path / f"rank{r}.err").read_text()
 
 
-def test_torchrun_with_more_ranks_than_children_is_a_one_line_error_on_every_rank(tmp_path):
+def test_torchrun_with_more_ranks_than_children_is_a_one_line_error(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
            "3", "-m", "glx", "train", "--pop", "2", "--subset", "300", "--device", "cpu",
            "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     assert proc.returncode != 0
+    # torchrun stops the other ranks once one has failed, so some may not get to print.
     lines = [x for x in proc.stderr.splitlines() if x.startswith("error: rank")]
-    assert sorted(x.split(":")[1] for x in lines) == [" rank 0", " rank 1", " rank 2"]
-    assert all("world_size=3: more ranks than children (pop=2)" in x for x in lines)
+    assert lines and all("world_size=3: more ranks than children (pop=2)" in x for x in lines)
     assert str(ROOT / "glx") not in proc.stderr  # no traceback through glx (torchrun has its own)
