@@ -201,10 +201,12 @@ def glx_pipeline_seconds(dd: gdata.DeviceData, p: int, batch: int, repeats: int)
 # ----------------------------------------------------------------------------- (a), (c): glx
 
 
-def warm_trainer(cfg: gls.Config, dd: gdata.DeviceData) -> gls.Trainer:
+def warm_trainer(cfg: gls.Config, dd: gdata.DeviceData, capture: bool = False) -> gls.Trainer:
     """A Trainer after one warm-up generation (for path="auto" on CUDA also the vmap check, so
-    that its `population.path` is final)."""
+    that its `population.path` is final; with ``capture`` also the CUDA graph capture)."""
     t = gls.Trainer(cfg, data=dd)
+    if capture:
+        t.population.set_capture(True)
     _sync(dd.device)
     t.step()
     _sync(dd.device)
@@ -230,7 +232,7 @@ def time_glx(trainers: dict[str, gls.Trainer], repeats: int) -> dict[str, dict[s
         cfg, n = t.cfg, t.data.n_train
         gens = [r[0] for r in recs[k]]
         out[k] = {
-            "path": t.population.path,
+            "path": "captured" if t.population.captured else t.population.path,
             "path_reason": t.population.path_reason,
             "amp": t.population.amp,
             "generation_s": _median(gens),
@@ -453,6 +455,15 @@ def run_case(name: str, args: argparse.Namespace, device: torch.device,
     except RuntimeError as e:  # e.g. the batched path failing under vmap
         failed["a_other"] = f"{type(e).__name__}: {e}"
         print(f"  (a) glx {other}: FAILED: {failed['a_other'][:300]}", flush=True)
+    if args.capture and device.type == "cuda":
+        try:  # the batched step captured as one CUDA graph, beside the eager paths
+            trainers["a_captured"] = warm_trainer(gls.Config(**base, path="batched"), dd,
+                                                  capture=True)
+        except (RuntimeError, ValueError) as e:
+            failed["a_captured"] = f"{type(e).__name__}: {e}"
+    elif args.capture:
+        print(f"  (a) glx captured: skipped (CUDA graphs need a CUDA device, not {device})",
+              flush=True)
     trainers["c"] = warm_trainer(gls.Config(**{**base, "pop": 1}, method="sgd", path="auto"), dd)
     if failed and trainers["a"].population.amp:
         # Compare the two paths without autocast, where the batched one may work.
@@ -464,7 +475,8 @@ def run_case(name: str, args: argparse.Namespace, device: torch.device,
     timed = time_glx(trainers, repeats)
     del trainers
     for key, err in failed.items():
-        timed[key] = {"path": other if key == "a_other" else key.split("_")[0], "error": err}
+        timed[key] = {"path": {"a_other": other, "a_captured": "captured"}.get(
+            key, key.split("_")[0]), "error": err}
     for key, label in LABELS.items():
         if key in timed and key != "b":
             r = timed[key]
@@ -519,6 +531,26 @@ def run_case(name: str, args: argparse.Namespace, device: torch.device,
             ("training >= 30% of bf16 peak", (a["peak_share"] or 0) >= 0.30,
              f"{100 * (a['peak_share'] or 0):.1f}%"),
         ]
+    cap = variants.get("a_captured")
+    if cap is not None and "error" not in cap:
+        ratios["captured_over_a"] = cap["gen_s"] / a["gen_s"]
+        ratios["b_over_captured"] = b["gen_s"] / cap["gen_s"]
+        ratios["captured_over_c"] = cap["gen_s"] / c["gen_s"]
+        limit = {"cifar-fastnet": 0.3, "cifar-resnet18": 0.5}.get(name)
+        if limit is not None:
+            targets.append((f"captured generation <= {limit} s", cap["gen_s"] <= limit,
+                            f"{cap['gen_s']:.3f} s"))
+        if name == "cifar-resnet18":
+            targets += [
+                ("b/captured >= 10", ratios["b_over_captured"] >= 10,
+                 f"{ratios['b_over_captured']:.1f}"),
+                ("captured/c <= 1.1", ratios["captured_over_c"] <= 1.1,
+                 f"{ratios['captured_over_c']:.2f}"),
+                ("captured training >= 25% of peak", (cap["peak_share"] or 0) >= 0.25,
+                 f"{100 * (cap['peak_share'] or 0):.1f}%"),
+            ]
+    elif cap is not None:
+        targets.append(("captured step runs", False, cap["error"][:22]))
     return {
         "case": name, "dataset": ds.name, "model": spec["model"], "n_train": ds.n_train,
         "pop": p, "batch_size": batch, "repeats": repeats, "device": str(device),
@@ -533,7 +565,8 @@ def run_case(name: str, args: argparse.Namespace, device: torch.device,
 # ----------------------------------------------------------------------------- report
 
 
-LABELS = {"a": "a glx", "a_other": "a glx other", "batched_fp32": "a glx fp32",
+LABELS = {"a": "a glx", "a_other": "a glx other", "a_captured": "a glx captured",
+          "batched_fp32": "a glx fp32",
           "looped_fp32": "a glx fp32", "b": "b released-style", "c": "c sgd epoch"}
 
 
@@ -609,6 +642,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads (default: 1 on CPU, where a shared 2-core box "
                          "slows torch's default 2 threads up to 50x; 0 keeps torch's default)")
+    ap.add_argument("--capture", action="store_true",
+                    help="also time glx's batched step captured as a CUDA graph (CUDA only; "
+                         "elsewhere it says it skipped it)")
     ap.add_argument("--json", default=None, help="write every figure here as JSON")
     ap.add_argument("--quick", action="store_true", help="one timed generation per variant")
     args = ap.parse_args(argv)

@@ -2,8 +2,10 @@
 
 One module per concept of the paper, each importable alone:
 
-- ``glx.select``: selection operators on (candidates x cases) score matrices
-- ``glx.data``: datasets as tensors on the training device, augmentation on the device
+- ``glx.select``: selection operators on (candidates x cases) score matrices; opens with the
+  reference operators (lexicase in about 20 lines); ``glx.select_fast`` holds their engines
+- ``glx.data``: datasets as tensors on the training device, augmentation on the device;
+  ``glx.imagefolder`` decodes and caches ImageFolder directories and tarballs
 - ``glx.models``: the networks (``build(name, num_classes, input_shape)``)
 - ``glx.population``: p children of one parent, trained in one batched pass or a loop
 - ``glx.gls``: the generation loop (mutation, selection, record); SGD is the same loop with one child

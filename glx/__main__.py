@@ -3,6 +3,7 @@
     python -m glx train --method gls --dataset digits --model mlp --pop 4 --generations 40 \
         --seed 0 --out run.json
     python -m glx train --method sgd --dataset digits --model mlp --generations 10 --out sgd.json
+    python -m glx train --dataset cifar10 --download ...   # torchvision fetches it (internet)
     python -m glx budget --epochs 200 --pop 4
     python -m glx evolve --method snes|sep_cma|openai_es|ga --dataset digits --model mlp \
         --seed 0 --out run.json
@@ -10,6 +11,12 @@
 
 Every field of :class:`glx.gls.Config` is a flag (``--momentum-policy inherit``,
 ``--tie-rule as_released``, ``--selection-data holdout``, ``--checkpoint ck.pt --resume``...).
+
+A mistake in the command (a malformed or unknown value, a dataset that is not on disk, a
+damaged tarball, an output path that cannot be written) ends with one line on stderr and exit
+status 2, before any training starts; a run that fails (a download, a loss that diverged, a
+file the system will not read or write) exits 1. Set ``GLX_TRACEBACK=1`` to see the Python
+traceback behind such a line.
 """
 
 from __future__ import annotations
@@ -17,12 +24,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shlex
 import sys
 import typing
+import zipfile
 from pathlib import Path
 
 from glx import evolve as gevolve
 from glx import gls
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        # one line instead of argparse's usage block: the flag and the bad value, then where
+        # to look
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class UsageError(Exception):
+    """A mistake in the command: printed as one line, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
 
 
 def _parse_bool(text: str) -> bool:
@@ -37,6 +62,7 @@ def _parse_bool(text: str) -> bool:
 def _optional(kind):  # "none" -> None, otherwise kind(text)
     def parse(text: str):
         return None if text.strip().lower() in ("none", "auto") else kind(text)
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names it in its message
     return parse
 
 
@@ -58,8 +84,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, config: type = gls.Config
                             metavar=f.name.upper())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glx", description=__doc__.split("\n")[0])
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m glx", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train GLS or SGD and write a JSON record")
@@ -67,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--paper-epochs", type=int, default=None,
                        help="set the budget from epochs: gls -> epochs x (pop+1) generations "
                             "(the paper's), sgd -> epochs")
+    train.add_argument("--download", action="store_true",
+                       help="fetch a torchvision dataset (cifar10, cifar100, svhn) into "
+                            "--data-root if it is not there (needs internet)")
     train.add_argument("--out", type=Path, default=None, help="write the run record here (JSON)")
     train.add_argument("--save-model", type=Path, default=None,
                        help="save the final parent's state_dict here")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(command_fn=_train)
 
     budget = sub.add_parser("budget", help="print the steps and epochs of the paper's GLS "
                                            "budget and of each matched SGD arm")
@@ -83,98 +113,239 @@ def main(argv: list[str] | None = None) -> int:
     budget.add_argument("--sgd-batch", type=int, default=None,
                         help="the SGD arms' batch (default: --batch-size; 128 is the paper's)")
     budget.add_argument("--last-round", default="drop", choices=gls.LAST_ROUNDS)
+    budget.set_defaults(command_fn=_budget)
 
     evolve = sub.add_parser("evolve", help="train with an ES or the Deep GA; write a JSON record")
     _add_config_flags(evolve, gevolve.Config)
     evolve.add_argument("--out", type=Path, default=None, help="write the run record here (JSON)")
+    evolve.set_defaults(command_fn=_evolve)
     decode = sub.add_parser("decode", help="rebuild a GA run's network from its genome alone, "
                                            "print its test accuracy, save its state_dict")
     decode.add_argument("record", type=Path, help="the record written by `evolve --method ga`")
     decode.add_argument("--out", type=Path, default=None, help="save the state_dict here")
+    decode.set_defaults(command_fn=_decode)
+    return parser
 
-    args = parser.parse_args(argv)
-    if args.command in ("evolve", "decode"):
-        return _evolve_commands(args)
-    if args.command == "budget":
-        try:
-            generations = gls.paper_generations(args.epochs, args.pop)
-            arms = gls.budget(generations, args.pop, args.n_train, args.batch_size,
-                              sgd_batch=args.sgd_batch, last_round=args.last_round)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(json.dumps({
-            "gls_generations": generations,
-            "sgd_epochs": {m: gls.sgd_epochs(generations, args.pop, m) for m in gls.MATCHES},
-            "arms": arms,
-        }, indent=1))
-        return 0
 
-    fields = {f.name for f in dataclasses.fields(gls.Config)}
-    cfg = gls.Config(**{k: v for k, v in vars(args).items() if k in fields})
-    if args.paper_epochs is not None:
-        cfg.generations = (gls.paper_generations(args.paper_epochs, cfg.pop)
-                           if cfg.method == "gls" else args.paper_epochs)
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    args.argv = argv
     try:
-        trainer = gls.Trainer(cfg)
-        run = trainer.run(progress=not args.quiet)
-    except gls.NonFiniteLoss as err:
-        print(f"error: {err}", file=sys.stderr)
-        if args.out:
-            record = {"config": cfg.to_dict(), "history": err.history, "test_accuracy": None,
-                      "wall_seconds": None, "error": str(err)}
-            args.out.write_text(json.dumps(record, indent=1))
-        return 1
+        return args.command_fn(args)
+    except (UsageError, ValueError, OSError) as err:
+        if os.environ.get("GLX_TRACEBACK"):
+            raise
+        _error(err)
+        if isinstance(err, UsageError):
+            return err.code
+        return 1 if isinstance(err, OSError) else 2  # the system said no, or a bad value
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _error(message: object) -> None:
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)  # always one line
+
+
+# ----------------------------------------------------------------------------- budget
+
+
+def _budget(args: argparse.Namespace) -> int:
+    try:
+        generations = gls.paper_generations(args.epochs, args.pop)
+        arms = gls.budget(generations, args.pop, args.n_train, args.batch_size,
+                          sgd_batch=args.sgd_batch, last_round=args.last_round)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print(json.dumps({
+        "gls_generations": generations,
+        "sgd_epochs": {m: gls.sgd_epochs(generations, args.pop, m) for m in gls.MATCHES},
+        "arms": arms,
+    }, indent=1))
+    return 0
+
+
+# ----------------------------------------------------------------------------- evolve, decode
+
+
+def _evolve(args: argparse.Namespace) -> int:
+    from glx.fileio import atomic_write_text
+
+    fields = {f.name for f in dataclasses.fields(gevolve.Config)}
+    cfg = gevolve.Config(**{k: v for k, v in vars(args).items() if k in fields})
+    cfg.validate()
+    if args.out is not None:
+        _check_writable("--out", args.out)
+    record = gevolve.run(cfg)
+    if args.out:
+        atomic_write_text(args.out, json.dumps(record, indent=1))
+    summary = {"test_accuracy": record["test_accuracy"],
+               "wall_seconds": round(record["wall_seconds"], 2),
+               "generations": len(record["history"])}
+    if "genome" in record:
+        summary.update(genome_length=len(record["genome"]),
+                       compression=round(record["compression"], 1))
+    print(json.dumps(summary))
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    import torch
+
+    from glx.fileio import atomic_write
+
+    if args.out is not None:
+        _check_writable("--out", args.out)
+    try:
+        record = json.loads(args.record.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"record={str(args.record)!r}: cannot read a JSON record "
+                         f"({err})") from None
+    theta, acc, fm = gevolve.decode_record(record)
+    if args.out:
+        state = fm.module(theta).state_dict()
+        atomic_write(args.out, lambda f: torch.save(state, f))
+    print(acc)
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    _check_outputs(args, cfg)
+    data = _load_data(cfg, args)
+    try:
+        trainer = gls.Trainer(cfg, data=data)
+        run = trainer.run(progress=not args.quiet)
+    except gls.NonFiniteLoss as err:
+        _error(err)
+        if args.out:
+            from glx.fileio import atomic_write_text
+
+            record = {"config": cfg.to_dict(), "history": err.history, "test_accuracy": None,
+                      "wall_seconds": None, "error": str(err)}
+            atomic_write_text(args.out, json.dumps(record, indent=1))
+        return 1
     if args.out:
         run.save(args.out)
     if args.save_model:
         import torch
 
-        args.save_model.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(run.model.state_dict(), args.save_model)
+        from glx.fileio import atomic_write
+
+        state = run.model.state_dict()
+        atomic_write(args.save_model, lambda f: torch.save(state, f))
     print(json.dumps({"test_accuracy": run.test_accuracy, "wall_seconds": round(run.wall_seconds, 2),
                       "generations": len(run.history), "path": run.path,
                       "path_reason": run.path_reason, "device": run.device}))
     return 0
 
 
-def _evolve_commands(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace) -> gls.Config:
+    """The run's Config from the flags, checked before anything is loaded."""
+    fields = {f.name for f in dataclasses.fields(gls.Config)}
+    cfg = gls.Config(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.paper_epochs is not None:
+        if args.paper_epochs < 1:
+            raise UsageError(f"--paper-epochs={args.paper_epochs}: must be >= 1")
+        cfg.generations = (gls.paper_generations(args.paper_epochs, cfg.pop)
+                           if cfg.method == "gls" else args.paper_epochs)
+    cfg.validate()
+    from glx import models as gmodels
+
+    if cfg.model not in gmodels.NAMES:
+        raise UsageError(f"--model={cfg.model!r}: expected one of {', '.join(gmodels.NAMES)}")
+    _check_device(cfg.device)
+    return cfg
+
+
+def _check_device(name: str) -> None:
+    if name == "auto":
+        return
     import torch
 
-    from glx.fileio import atomic_write, atomic_write_text
-
     try:
-        if args.command == "evolve":
-            fields = {f.name for f in dataclasses.fields(gevolve.Config)}
-            cfg = gevolve.Config(**{k: v for k, v in vars(args).items() if k in fields})
-            record = gevolve.run(cfg.validate())
-            if args.out:
-                atomic_write_text(args.out, json.dumps(record, indent=1))
-            summary = {"test_accuracy": record["test_accuracy"],
-                       "wall_seconds": round(record["wall_seconds"], 2),
-                       "generations": len(record["history"])}
-            if "genome" in record:
-                summary.update(genome_length=len(record["genome"]),
-                               compression=round(record["compression"], 1))
-            print(json.dumps(summary))
-            return 0
-        try:
-            record = json.loads(args.record.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"record={str(args.record)!r}: cannot read a JSON record "
-                             f"({err})") from None
-        theta, acc, fm = gevolve.decode_record(record)
-        if args.out:
-            state = fm.module(theta).state_dict()
-            atomic_write(args.out, lambda f: torch.save(state, f))
-        print(acc)
-        return 0
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device={name!r}: not a device; use auto, cpu, cuda, cuda:N "
+                         f"or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"--device={name!r}: CUDA is not available on this machine; "
+                             f"use --device cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"--device={name!r}: this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device={name!r}: MPS is not available on this machine")
+
+
+def _check_writable(flag: str, path: str | os.PathLike) -> None:
+    """Fail now, not after training, if ``path`` cannot be written (folders are created)."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UsageError(f"{flag}={str(path)!r}: is a directory; give a file name")
+    folder = target.parent
+    try:
+        while not folder.exists():  # the first folder that exists is where one gets created
+            folder = folder.parent
+    except OSError as err:
+        raise UsageError(f"{flag}={str(path)!r}: cannot reach {str(folder)!r} ({err})") from None
+    if not folder.is_dir():
+        raise UsageError(f"{flag}={str(path)!r}: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag}={str(path)!r}: no permission to write in {str(folder)!r}")
+
+
+def _check_outputs(args: argparse.Namespace, cfg: gls.Config) -> None:
+    for flag, path in (("--out", args.out), ("--save-model", args.save_model),
+                       ("--checkpoint", cfg.checkpoint)):
+        if path is not None:
+            _check_writable(flag, path)
+    if cfg.resume and not cfg.checkpoint:
+        raise UsageError("--resume: needs --checkpoint PATH (the file to resume from)")
+    if cfg.resume and Path(cfg.checkpoint).is_file():
+        if not os.access(cfg.checkpoint, os.R_OK):
+            raise UsageError(f"--checkpoint={cfg.checkpoint!r}: no permission to read it")
+        if not zipfile.is_zipfile(cfg.checkpoint):  # torch.save writes a zip archive
+            raise UsageError(f"--checkpoint={cfg.checkpoint!r}: not a glx checkpoint (damaged, "
+                             f"or some other file); move it away to start afresh")
+
+
+_LAYOUT = ("an ImageFolder copy: a directory or .tar/.tar.gz holding train/<class>/<image> and "
+           "test/<class>/<image>")
+
+
+def _load_data(cfg: gls.Config, args: argparse.Namespace):
+    """The dataset the run names, or one line that says how to get it."""
+    from glx import data as gdata
+
+    name, root = cfg.dataset, cfg.data_root
+    torchvision_set = name.lower() in gdata.TORCHVISION_NAMES
+    try:
+        return gdata.load(name, root=root, download=args.download and torchvision_set)
+    except FileNotFoundError as err:
+        if torchvision_set:
+            command = shlex.join(["python", "-m", "glx", *args.argv, "--download"])
+            raise UsageError(
+                f"--dataset={name!r} is not under --data-root={root!r}. Fetch it (internet "
+                f"needed) with: {command} ; or pass --dataset PATH to {_LAYOUT}") from err
+        raise UsageError(f"--dataset={name!r}: no such file or directory (a path here must "
+                         f"lead to {_LAYOUT})") from err
+    except RuntimeError as err:
+        if not (torchvision_set and args.download):
+            raise UsageError(f"--dataset={name!r}: {err}", code=1) from err
+        cause = err.__cause__ or err
+        raise UsageError(
+            f"--download: fetching {name!r} into --data-root={root!r} failed "
+            f"({type(cause).__name__}: {cause}); on a machine without internet, pass "
+            f"--dataset PATH to {_LAYOUT}", code=1) from err
 
 
 if __name__ == "__main__":

@@ -532,7 +532,10 @@ def mutate(ctx: Context, g: int) -> Mutation:
     lrs = step_lrs(cfg, g, ctx.steps_per_generation, ctx.total_steps)
     perm = gdata.epoch_permutation(data.n_train, ctx.streams.shuffle)
     plan = deal(perm, cfg.pop, cfg.batch_size, cfg.last_round)[:len(lrs)]
-    loss, acc, owner = train_children(ctx.population, data, plan, lrs, ctx.streams.augment,
+    # On CUDA the rates travel once a generation, as one tensor whose 0-dim rows the steps read
+    # (no copy per step, nothing a captured step would have to re-record).
+    rates = torch.tensor(lrs, device=ctx.device) if ctx.device.type == "cuda" else lrs
+    loss, acc, owner = train_children(ctx.population, data, plan, rates, ctx.streams.augment,
                                       augment=cfg.augment)
     child_loss, child_acc = loss.tolist(), acc.tolist()  # the one host sync of the mutation
     bad = [i for i, v in enumerate(child_loss) if not math.isfinite(v)]
@@ -545,10 +548,11 @@ def mutate(ctx: Context, g: int) -> Mutation:
 
 
 def train_children(population: Population, data: gdata.DeviceData, plan: Sequence[Tensor],
-                   lrs: Sequence[float], generators: Sequence[torch.Generator], *,
+                   lrs: Sequence[float] | Tensor, generators: Sequence[torch.Generator], *,
                    augment: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """Train each child on its row of every ``(p, b)`` index tensor of ``plan``, one SGD step
-    per tensor at ``lrs[k]``; child c's augmentations come from ``generators[c]``.
+    per tensor at ``lrs[k]`` (floats, or a 1-dim tensor on the population's device);
+    child c's augmentations come from ``generators[c]``.
 
     Returns the per-child mean loss and accuracy (device tensors, not synchronised) and the
     ``(n_train,)`` owner of each image (-1: it sat out). A layer that trains some of the

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,6 +94,146 @@ def test_sgd_with_a_population_is_an_error(capsys):
 def test_bad_flag_value_names_it(capsys):
     assert main(["train", "--pop", "0", "--quiet"]) == 2
     assert "pop=0" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------
+# a user's mistake: one line on stderr, no traceback, non-zero exit, before any training
+
+
+def _one_line_naming(err: str, *names: str) -> None:
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+
+
+def _damaged_tarball(folder: Path) -> Path:
+    bad = folder / "damaged-copy.tar.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + b"not really gzip" * 20)
+    return bad
+
+
+# each runs `python -m glx` in a subprocess (a second or two of start-up apiece), so this
+# table holds one case of each kind; the in-process table below holds the rest
+MISTAKES = {
+    "malformed int": (["train", "--pop", "abc"], ["--pop", "'abc'"]),
+    "dataset not on disk": (["train", "--dataset", "cifar10", "--data-root", "{tmp}/empty"],
+                            ["cifar10", "--download", "ImageFolder"]),
+    "no such tarball": (["train", "--dataset", "{tmp}/nope.tar.gz"], ["nope.tar.gz", "ImageFolder"]),
+    "damaged tarball": (["train", "--dataset", "{bad}"], ["damaged-copy.tar.gz", "tar archive"]),
+    "out under a file": (["train", "--out", "{tmp}/afile/run.json"], ["--out", "afile"]),
+}
+
+
+@pytest.mark.parametrize("case", list(MISTAKES))
+def test_a_mistake_is_one_line_without_traceback(case, tmp_path):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    bad = _damaged_tarball(tmp_path)
+    args, names = MISTAKES[case]
+    fill = lambda s: s.format(tmp=tmp_path, bad=bad)
+    args = [*(fill(a) for a in args), "--device", "cpu", "--quiet"]
+    res = _cli(*args, timeout=120)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    _one_line_naming(res.stderr, *[fill(n) for n in names])
+    assert not (tmp_path / "empty").exists()  # nothing was fetched or created
+    if case == "dataset not on disk":
+        # the exact command to run, with --download added
+        assert "python -m glx " + shlex.join([*args, "--download"]) in res.stderr
+
+
+@pytest.mark.parametrize("args,names", [
+    (["--method", "gla"], ["method='gla'"]),
+    (["--tie-rule", "strict"], ["tie_rule='strict'"]),
+    (["--device", "gpu"], ["--device", "'gpu'"]),
+    (["--checkpoint", "{tmp}"], ["--checkpoint", "{tmp}", "is a directory"]),
+    (["--save-model", "{tmp}"], ["--save-model", "is a directory"]),
+    (["--resume"], ["--resume", "--checkpoint"]),
+    (["--resume", "--checkpoint", "{tmp}/afile"], ["--checkpoint", "afile"]),
+    (["--model", "resnet9000"], ["resnet9000"]),
+    (["--paper-epochs", "0"], ["--paper-epochs=0"]),
+    (["--selection", "eps_lexicase", "--epsilon", "lots"], ["epsilon='lots'"]),
+    (["--batch-size", "100000"], ["batch_size=100000"]),
+    (["--dataset", "no-such-set"], ["no-such-set", "digits"]),
+])
+def test_mistakes_in_process(args, names, tmp_path, capsys):
+    (tmp_path / "afile").write_text("a file, not a checkpoint")
+    fill = lambda s: s.replace("{tmp}", str(tmp_path))
+    args = [*map(fill, args)]
+    code = main(["train", *args, "--quiet"] + ([] if "--device" in args else ["--device", "cpu"]))
+    assert code == 2
+    _one_line_naming(capsys.readouterr().err, *map(fill, names))
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_one_line(tmp_path, capsys):
+    ck = tmp_path / "evil.pt"
+    torch.save({"generation": 3, "payload": _FakeCIFAR10}, ck)  # a class: pickled, not plain
+    code = main(["train", "--checkpoint", str(ck), "--resume", "--device", "cpu", "--quiet",
+                 "--generations", "2"])
+    assert code == 2
+    _one_line_naming(capsys.readouterr().err, "evil.pt")
+
+
+def test_budget_mistake_is_one_line(capsys):
+    assert main(["budget", "--epochs", "0"]) == 2
+    _one_line_naming(capsys.readouterr().err, "epochs=0")
+
+
+@pytest.mark.parametrize("flag,value", [("--amp", "maybe"), ("--lr", "fast"), ("--nesterov", "x")])
+def test_malformed_values_exit_with_argparse_one_line(flag, value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", flag, value])
+    assert exc.value.code == 2
+    _one_line_naming(capsys.readouterr().err, flag, repr(value))
+
+
+class _FakeCIFAR10:
+    """Stands in for torchvision's CIFAR10: present only after a download=True call."""
+
+    calls: list[bool] = []
+    classes = [f"class{k}" for k in range(10)]
+
+    def __init__(self, root, train=True, download=False, **_):
+        _FakeCIFAR10.calls.append(download)
+        folder = Path(root) / "fake-cifar-10"
+        if download:
+            folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            raise RuntimeError("Dataset not found or corrupted. You can use download=True")
+        n = 120 if train else 40
+        rng = np.random.default_rng(int(train))
+        self.data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        self.targets = (np.arange(n) % 10).tolist()
+
+
+def test_download_flag_reaches_torchvision(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", _FakeCIFAR10)
+    _FakeCIFAR10.calls = []
+    args = ["train", "--dataset", "cifar10", "--data-root", str(tmp_path), "--model", "mlp",
+            "--pop", "2", "--generations", "1", "--batch-size", "16", "--device", "cpu",
+            "--quiet", "--out", str(tmp_path / "run.json")]
+    assert main(args) == 2
+    _one_line_naming(capsys.readouterr().err, "--download")
+    assert _FakeCIFAR10.calls == [False]
+    assert main([*args, "--download"]) == 0
+    assert _FakeCIFAR10.calls[1:] == [True, True]  # train and test splits
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["dataset"] == "cifar10"
+    _FakeCIFAR10.calls = []
+    assert main(args) == 0  # on disk now: no download asked
+    assert _FakeCIFAR10.calls == [False, False]
+
+
+def test_failed_download_is_one_line(tmp_path, monkeypatch, capsys):
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    code = main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path), "--download",
+                 "--device", "cpu", "--quiet"])
+    assert code == 1
+    _one_line_naming(capsys.readouterr().err, "--download", "cifar10", str(tmp_path))
 
 
 def _history(path: Path):

@@ -570,3 +570,56 @@ def test_config_round_trip_and_unknown_keys():
     assert gls.Config(method="sgd").pop == 1 and gls.Config().pop == 4
     with pytest.raises(ValueError, match="pop=4: method='sgd' trains one model"):
         gls.Trainer(dataclasses.replace(cfg, method="sgd"))
+
+
+def test_each_optimizer_step_gets_its_own_lr(monkeypatch):
+    got = []
+    original = Population.train_step
+
+    def spy(self, x, y, lr):
+        got.append(lr)
+        return original(self, x, y, lr)
+
+    monkeypatch.setattr(Population, "train_step", spy)
+    trainer = gls.Trainer(small(generations=2))
+    trainer.step()
+    trainer.step()
+    k = trainer.ctx.steps_per_generation
+    assert got == gls.step_lrs(trainer.cfg, 0, k) + gls.step_lrs(trainer.cfg, 1, k)
+    assert len(set(got)) == len(got)  # no two steps share a rate
+
+
+def test_generation_is_the_trainers_step():
+    a, b = gls.Trainer(small()), gls.Trainer(small())
+    rec_a = gls.generation(a.ctx, 0)  # the top-down function, called directly
+    rec_b = b.step()
+    strip = {"mutation_s", "selection_s", "eval_s", "wall_s"}
+    assert {k: v for k, v in rec_a.items() if k not in strip} == \
+        {k: v for k, v in rec_b.items() if k not in strip}
+    assert set(rec_b) == set(gls.GenerationRecord.__annotations__)
+
+
+def test_training_images_is_what_the_trainer_deals():
+    for kw in [{}, dict(subset=500), dict(selection_data="holdout", holdout_fraction=0.2),
+               dict(subset=601, selection_data="holdout", holdout_fraction=0.3)]:
+        cfg = small(**kw)
+        assert gls.training_images(cfg) == gls.Trainer(cfg).data.n_train, kw
+    ds = _synthetic()
+    assert gls.training_images(small(), ds) == 512
+    assert gls.training_images(small(), gdata.DeviceData(ds)) == 512
+    with pytest.raises(ValueError, match="data=str"):
+        gls.training_images(small(), "digits")
+
+
+def test_children_train_the_same_with_rates_as_a_device_tensor():
+    runs = []
+    for as_tensor in (False, True):
+        trainer = gls.Trainer(small(model="cnn"))
+        ctx = trainer.ctx
+        lrs = gls.step_lrs(ctx.cfg, 0, ctx.steps_per_generation)
+        plan = gls.deal(gdata.epoch_permutation(ctx.data.n_train, ctx.streams.shuffle), 4, 64)
+        rates = torch.tensor(lrs) if as_tensor else lrs
+        gls.train_children(ctx.population, ctx.data, plan, rates, ctx.streams.augment)
+        runs.append(ctx.population.state_dict()["params"])
+    for k, v in runs[0].items():
+        assert torch.allclose(v, runs[1][k], atol=1e-6), k

@@ -770,6 +770,10 @@ def test_cuda_captured_step_equals_eager(amp):
             eager.adopt(1, "inherit")
             graph.adopt(1, "inherit")
     assert graph.captured and not eager.captured
+    for x in (xs[0, 0], xs[1, 0], xs[1, 0, :5]):  # selection's scoring: replayed per chunk size
+        for _ in range(2):
+            assert torch.allclose(eager.logits(x), graph.logits(x),
+                                  atol=1e-2 if amp else ATOL, rtol=RTOL)
     se, sg = eager.state_dict(), graph.state_dict()
     for sec in ("params", "buffers", "momentum"):
         for k in se[sec]:
@@ -788,11 +792,56 @@ def test_cuda_step_makes_no_host_sync(capture):
     xs, ys = batches(3)
     xs, ys = xs.cuda(), ys.cuda()
     pop.train_step(xs[0], ys[0], 0.1)  # first call: checks and capture
+    pop.score(xs[0, 0], ys[0, 0])
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         pop.train_step(xs[1], ys[1], 0.1)
         pop.train_step(xs[2], ys[2], torch.tensor(0.05, device="cuda"))
+        pop.score(xs[2, 0], ys[2, 0])  # second call of this chunk size: replayed if captured
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert pop.captured == capture
+
+
+def bn_variants() -> nn.Module:
+    """BatchNorm first on the input, without affine, without running statistics, in 1-D."""
+    return nn.Sequential(nn.BatchNorm1d(1), nn.Conv1d(1, 4, 3), nn.BatchNorm1d(4), nn.Tanh(),
+                         nn.Conv1d(4, 4, 3), nn.BatchNorm1d(4, affine=False), nn.Tanh(),
+                         nn.BatchNorm1d(4, track_running_stats=False, momentum=0.3),
+                         nn.Flatten(), nn.Linear(4 * 12, CLASSES))
+
+
+@pytest.mark.parametrize("model, shape", [(bn_variants, (1, 16)), (cnn, SHAPE)])
+def test_stacked_batchnorm_equals_the_loop(model, shape, monkeypatch):
+    """The batched path's BatchNorm (one batch_norm over p x C channels, no vmap copies) gives
+    the looped path's statistics, running buffers, counters, gradients and eval outputs."""
+    from glx.population import batched
+
+    calls = []
+    rule = batched._StackedBatchNorm.vmap
+    monkeypatch.setattr(batched._StackedBatchNorm, "vmap",
+                        staticmethod(lambda *a: calls.append(1) or rule(*a)))
+    a = Population(model, P, path="batched", independent_init=True)
+    b = Population(model, P, path="looped", independent_init=True)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        x = torch.randn(P, 16, *shape, generator=g)
+        y = torch.randint(0, CLASSES, (P, 16), generator=g)
+        la, _ = a.train_step(x, y, 0.1)
+        lb, _ = b.train_step(x, y, 0.1)
+        assert close(la, lb)
+    assert calls, "the stacked BatchNorm rule did not run"
+    assert_state_close(a.state_dict(), b.state_dict())
+    x = torch.randn(8, *shape, generator=g)
+    assert close(a.logits(x), b.logits(x))
+
+
+def test_set_capture_is_checked_on_the_cpu():
+    pop = Population(mlp, 2, path="batched")
+    with pytest.raises(ValueError, match="capture needs a CUDA device"):
+        pop.set_capture(True)
+    with pytest.raises(ValueError, match="on must be"):
+        pop.set_capture("yes")
+    pop.set_capture(False)
+    assert not pop.captured

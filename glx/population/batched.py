@@ -17,6 +17,7 @@ launching kernels.
 from __future__ import annotations
 
 import copy
+import types
 import warnings
 from collections.abc import Callable
 
@@ -45,6 +46,81 @@ def batchnorm_in_float32(module: nn.Module) -> None:
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.register_forward_pre_hook(pre)
             m.register_forward_hook(post)
+
+
+class _StackedBatchNorm(torch.autograd.Function):
+    """`F.batch_norm` whose vmap rule is one batch_norm over the p children's channels.
+
+    vmap's own rule for BatchNorm with batched running statistics moves the population axis
+    into the channels (a copy of the activation), normalises without the affine transform, then
+    multiplies and adds the per-child weight and bias in two more passes. This rule views the
+    activations (B, p, C, ...) as (B, p * C, ...) -- a view once the population axis sits next
+    to the channels, as it does after a vmapped convolution -- and runs one fused batch_norm
+    with the stacked weight, bias and running statistics flattened to p * C: per-child
+    statistics, running buffers updated in place per child. Autograd records that batch_norm,
+    so no backward is written here; the Function only ever runs under vmap.
+    """
+
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+        return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):  # pragma: no cover - outside vmap the module's own forward runs
+        raise RuntimeError("_StackedBatchNorm runs under vmap only")
+
+    @staticmethod
+    def vmap(info, in_dims, x, weight, bias, running_mean, running_var, training, momentum,
+             eps):
+        p = info.batch_size
+        if in_dims[0] is None:
+            x = x.unsqueeze(1).expand(x.shape[0], p, *x.shape[1:])
+        else:
+            x = x.movedim(in_dims[0], 1)
+
+        def flat(t: Tensor | None, dim: int | None) -> Tensor | None:
+            if t is None:
+                return None
+            if dim is None:
+                return t.unsqueeze(0).expand(p, *t.shape).reshape(-1)
+            return t.movedim(dim, 0).reshape(-1)  # a view of the contiguous stacked tensor
+
+        out = F.batch_norm(x.reshape(x.shape[0], -1, *x.shape[3:]),
+                           flat(running_mean, in_dims[3]), flat(running_var, in_dims[4]),
+                           flat(weight, in_dims[1]), flat(bias, in_dims[2]),
+                           training, momentum, eps)
+        return out.view(x.shape), 1
+
+
+def _stacked_batchnorm_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+    """`_BatchNorm.forward` (momentum, counters, eval with or without running statistics),
+    with the normalisation done by `_StackedBatchNorm`."""
+    factor = 0.0 if self.momentum is None else self.momentum
+    if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:  # cumulative average: reads the counter (fails under vmap)
+            factor = 1.0 / float(self.num_batches_tracked)
+    use_batch = self.training or (self.running_mean is None and self.running_var is None)
+    keep = not self.training or self.track_running_stats
+    return _StackedBatchNorm.apply(x, self.weight, self.bias,
+                                   self.running_mean if keep else None,
+                                   self.running_var if keep else None,
+                                   use_batch, factor, self.eps)
+
+
+def stack_batchnorms(module: nn.Module) -> None:
+    """Give every plain BatchNorm{1,2,3}d of ``module`` the stacked rule above (the module is
+    the batched path's private template, run only under vmap)."""
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    for m in module.modules():
+        if type(m) in kinds:
+            m.forward = types.MethodType(_stacked_batchnorm_forward, m)
 
 
 class BatchedPath(PopulationPath):
@@ -76,6 +152,7 @@ class BatchedPath(PopulationPath):
                       for sec, ts in stacked.items()}
         # The module `functional_call` runs; with amp its BatchNorms compute in float32.
         self.template = copy.deepcopy(pattern)
+        stack_batchnorms(self.template)
         if s.amp:
             batchnorm_in_float32(self.template)
         self.fwd_train = self._forward(x_batched=True)
@@ -126,6 +203,20 @@ class BatchedPath(PopulationPath):
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
+        if self.captured is not None and x.shape[0] <= CapturedStep.MAX_EVAL_BATCH:
+            try:
+                return self.captured.logits(x)
+            except Exception as e:
+                out = self.eval_logits(x)
+                warnings.warn("CUDA graph capture failed, running eagerly: "
+                              f"{type(e).__name__}: {e}", stacklevel=3)
+                self.captured, self.s.capture = None, False
+                return out
+        return self.eval_logits(x)
+
+    @torch.no_grad()
+    def eval_logits(self, x: Tensor) -> Tensor:
+        """The eager evaluation: every child's logits on the same inputs, eval mode."""
         self.template.eval()
         with self.s.autocast():
             out = self.fwd_eval(tuple(self.params), tuple(self.buffers), x)
@@ -143,13 +234,45 @@ class CapturedStep:
     outputs. The graph reads and writes the path's state tensors in place, so adoption and
     `load_state_dict` between calls are seen by the next replay. Shapes must repeat for this
     to pay: every distinct shape costs one capture and its own memory pool.
+
+    Selection's scoring (`logits`) is captured the same way, one graph per chunk size up to
+    `MAX_EVAL_BATCH` images (larger chunks are bound by arithmetic, not launches, and would
+    each hold a large pool); the evaluation graphs share one memory pool, which is safe because
+    they run one at a time and their outputs are copied at once.
     """
+
+    MAX_EVAL_BATCH = 4096
 
     def __init__(self, path: BatchedPath, warmup: int = 3) -> None:
         if path.s.device.type != "cuda":
             raise ValueError(f"capture needs a CUDA device, got device={str(path.s.device)!r}")
         self.path, self.warmup = path, warmup
         self.graphs: dict[tuple, tuple] = {}
+        self.eval_graphs: dict[tuple, tuple] = {}
+        self.eval_pool = torch.cuda.graph_pool_handle()
+
+    def logits(self, x: Tensor) -> Tensor:
+        key = (tuple(x.shape), x.dtype, x.stride())
+        if key not in self.eval_graphs:
+            self.eval_graphs[key] = self._capture_eval(x)
+        graph, sx, out = self.eval_graphs[key]
+        sx.copy_(x, non_blocking=True)
+        graph.replay()
+        return out.clone()
+
+    def _capture_eval(self, x: Tensor) -> tuple:
+        path, device = self.path, self.path.s.device
+        sx = x.clone()
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # eval mode changes no state: nothing to restore
+            for _ in range(self.warmup):
+                path.eval_logits(sx)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.eval_pool):
+            out = path.eval_logits(sx)
+        return graph, sx, out
 
     def __call__(self, x: Tensor, y: Tensor, lr: float | Tensor) -> tuple[Tensor, Tensor]:
         key = (tuple(x.shape), x.dtype, x.stride(), tuple(y.shape), y.dtype)
@@ -175,9 +298,9 @@ class CapturedStep:
             slr.fill_(lr)
         state = path.state_tensors()
         saved = [t.detach().clone() for t in state]
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
         try:
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
             with torch.random.fork_rng(devices=[device]), torch.cuda.stream(side):
                 for _ in range(self.warmup):
                     path.step(sx, sy, slr)
@@ -185,7 +308,8 @@ class CapturedStep:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 out = path.step(sx, sy, slr)
-        finally:
+        finally:  # the warm-up steps are undone, whatever happened
+            torch.cuda.current_stream(device).wait_stream(side)
             with torch.no_grad():
                 torch._foreach_copy_(state, saved)
         return graph, sx, sy, slr, out

@@ -8,10 +8,11 @@ afterwards) and keeps the faster: the choice then follows this device, at the pr
 steps and of a choice that may differ between runs when the two paths are close.
 
 The CPU rule of ``"auto"`` follows ``benchmarks/bench_paths.py`` on the 2-core dev box (1
-thread, p = 4, with `keep_freed_memory`; see ``benchmarks/RESULTS.md``): batched/looped time
-per step 0.74-0.92 for the MLP, 0.88-1.01 for the small 2-D and 1-D CNNs, 1.07-1.21 for the
-CIFAR FastNet and ResNet18 (grouped convolutions of many channels are slower than separate ones
-on the CPU).
+thread, p = 4, with `keep_freed_memory`; runs of 2026-11-23 and 2026-12-02 in
+``benchmarks/RESULTS.md``): batched/looped time per step 0.74-0.92 for the MLP, 0.86-1.01 for
+the small 2-D and 1-D CNNs (0.91-0.95 per digits-CNN generation), 1.07-1.21 for the CIFAR
+FastNet and ResNet18 (grouped convolutions of many channels are slower than separate ones on
+the CPU).
 """
 
 from __future__ import annotations

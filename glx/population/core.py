@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from glx.population import choose
 from glx.population.base import PATHS, PopulationPath, Settings, check_index, check_policy
-from glx.population.batched import BatchedPath
+from glx.population.batched import BatchedPath, CapturedStep
 from glx.population.looped import LoopedPath
 from glx.population.memory import keep_freed_memory
 
@@ -176,6 +176,21 @@ class Population:
     def captured(self) -> bool:
         """Whether the training step runs as a captured CUDA graph."""
         return isinstance(self._impl, BatchedPath) and self._impl.captured is not None
+
+    def set_capture(self, on: bool) -> None:
+        """Run the training step as a captured CUDA graph (True) or eagerly (False); capturing
+        needs CUDA, the batched path, and no `compile`."""
+        if on not in (True, False):
+            raise ValueError(f"on must be True or False, got {on!r}")
+        if on and self.device.type != "cuda":
+            raise ValueError(f"capture needs a CUDA device, got device={str(self.device)!r}")
+        if on and self.compile:
+            raise ValueError("capture and compile=True: choose one")
+        if on and self.path != "batched":
+            raise ValueError(f"capture needs the batched path, this population runs {self.path!r}")
+        self._settings.capture = on
+        if isinstance(self._impl, BatchedPath):
+            self._impl.captured = CapturedStep(self._impl) if on else None
 
     def _switch(self, path: str, reason: str, pending: bool) -> None:
         """Move every child's state onto the other path; ``pending``: the auto check stays."""
