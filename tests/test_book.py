@@ -14,6 +14,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -27,18 +28,6 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 FIGURE_DIV = re.compile(r'<div id="[^"]+" class="plotly-graph-div"')
 ASSERT_LINE = re.compile(r"^\s*assert\b", re.M)
 BUILD_TIMEOUT_S = 600
-
-# Chapters whose check cells still stand in the reading path (not yet tagged ``remove-cell``).
-NOT_CONVERTED = {
-    name: "its check cells are not yet tagged remove-cell"
-    for name in CHAPTERS if name[:2] in ("03", "04", "05", "06")
-}
-# Asserts a chapter still shows while reading (beyond its check cells).
-ASSERT_IN_READING = {
-    **NOT_CONVERTED,
-    "01_lexicase_selection.ipynb":
-        "section 2 checks the library against the hand-written walk with an assert",
-}
 
 
 class _Text(HTMLParser):
@@ -103,56 +92,64 @@ def _visible_figures(nb: dict) -> int:
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
-    """(site folder, executed chapters folder): every chapter's SMOKE execution, rendered."""
+    """The SMOKE executions of the chapters (shared with the chapter tests), rendered once.
+
+    A chapter that fails to execute is left out of the book and reported by its own tests
+    (a failing module fixture would otherwise run again for every test)."""
     executed = tmp_path_factory.mktemp("executed")
+    failed = {}
     for name in CHAPTERS:
-        execute(name, executed)  # shared with the chapter tests (tests/nbrun.py)
+        try:
+            execute(name, executed)
+        except Exception as e:  # noqa: BLE001 - reported per chapter below
+            failed[name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}"
+            (executed / name).unlink(missing_ok=True)
     site = tmp_path_factory.mktemp("book") / "book"
-    _build(executed, site)
-    return site, executed
+    if len(failed) < len(CHAPTERS):
+        # The executed copies are the chapter list: nothing is executed again.
+        _build(executed, site, "--chapters", str(executed))
+    return Book(site, executed, failed)
 
 
-def _page(site: Path, name: str) -> Path:
-    return site / "chapters" / f"{Path(name).stem}.html"
+class Book(NamedTuple):
+    site: Path
+    executed: Path
+    failed: dict[str, str]
+
+    def page(self, name: str) -> Path:
+        if name in self.failed:
+            pytest.fail(f"{name} did not execute: {self.failed[name]}")
+        return self.site / "chapters" / f"{Path(name).stem}.html"
 
 
 def test_every_chapter_is_in_the_table_of_contents(book):
-    site, _ = book
     assert CHAPTERS, "no chapters found"
-    assert "intro.html" in (site / "index.html").read_text()  # the landing page
-    intro = (site / "intro.html").read_text()
+    assert not book.failed, f"chapters that did not execute: {book.failed}"
+    assert "intro.html" in (book.site / "index.html").read_text()  # the landing page
+    intro = (book.site / "intro.html").read_text()
     for name in CHAPTERS:
-        assert _page(site, name).is_file(), name
+        assert book.page(name).is_file(), name
         assert f'href="chapters/{Path(name).stem}.html"' in intro, name
-    assert (site / "_static" / "plotly.min.js").is_file()  # figures work offline
-
-
-def _xfail_for(table: dict[str, str]):
-    return [pytest.param(n, marks=pytest.mark.xfail(reason=table[n], strict=False))
-            if n in table else n for n in CHAPTERS]
+    assert (book.site / "_static" / "plotly.min.js").is_file()  # figures work offline
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_page_shows_its_figures(book, name):
-    site, executed = book
-    html = _page(site, name).read_text()
-    want = _visible_figures(json.loads((executed / name).read_text()))
+    html = book.page(name).read_text()
+    want = _visible_figures(json.loads((book.executed / name).read_text()))
     assert want > 0, f"{name} draws no plotly figure"
     assert len(FIGURE_DIV.findall(html)) >= want, name
     assert "plotly.min.js" in html and "Plotly.newPlot" in html
 
 
-@pytest.mark.parametrize("name", _xfail_for(NOT_CONVERTED))
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_page_shows_no_results_dump(book, name):
-    site, _ = book
-    text = "".join(_read(_page(site, name)).visible)
-    assert "GLX_RESULTS" not in text
+    assert "GLX_RESULTS" not in "".join(_read(book.page(name)).visible)
 
 
-@pytest.mark.parametrize("name", _xfail_for(ASSERT_IN_READING))
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_page_shows_no_asserts(book, name):
-    site, _ = book
-    shown = [block for block in _read(_page(site, name)).code if ASSERT_LINE.search(block)]
+    shown = [block for block in _read(book.page(name)).code if ASSERT_LINE.search(block)]
     assert not shown, shown[0][:500]
 
 

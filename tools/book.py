@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if not srcs:
         print(f"book: no chapters (NN_*.ipynb) in {args.chapters}", file=sys.stderr)
         return 2
-    run_dir = BUILD / ("executed-smoke" if args.smoke else "executed")
+    # Full runs go where `make notebooks` puts them, so `EXECUTED=build/notebooks` reuses those.
+    run_dir = BUILD / ("notebooks-smoke" if args.smoke else "notebooks")
     executed = []
     for src in srcs:
         given = args.executed / src.name if args.executed is not None else None
