@@ -444,9 +444,13 @@ def run_all(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / RESULTS
     ds = load_data(data_spec(args))  # decode once; the runs read the cache
-    n_train = args.subset or ds.n_train
     if args.subset > ds.n_train:
         raise SystemExit(f"error: --subset {args.subset}: the data has {ds.n_train} images")
+    # What a run deals each generation, as the trainer counts it (subset, holdout and any
+    # --set override applied), so that the matched SGD budgets count the same images.
+    from glx import gls
+
+    n_train = gls.training_images(base_config(args, "x", 0), ds)
     print(f"data: {args.cifar}: {ds.n_train} training, {ds.n_test} test images; "
           f"{n_train} used ({time.perf_counter() - t0:.1f} s)", flush=True)
     rows = read_results(results)
