@@ -4,7 +4,7 @@ Chapter 5 trains on a slice of the CIFAR-10 JPEG tarball when it can find it (``
 else the notebook's default path beside the project) and on synthetic images otherwise. It is
 executed twice on one checkpoint folder: the second execution must resume every finished run
 instead of training it again (that a resumed run ends where an uninterrupted one does is
-``tests/test_resume.py``). Chapter 6 trains its five arms on digits, and runs once more on
+``tests/test_resume.py``). Chapter 6 trains its six arms on digits, and runs once more on
 chapter 5's checkpoints. The values each notebook recorded (its hidden ``GLX_RESULTS`` line)
 are checked here.
 """
@@ -26,7 +26,7 @@ NB05 = "05_cifar10_training.ipynb"
 NB06 = "06_representation_diversity.ipynb"
 DEFAULT_TAR = NOTEBOOKS / "../../shared/data/cifar10-jpeg.tar.gz"  # the notebook's default
 VERDICTS = {"difference", "inconclusive"}  # glx.report's verdicts without a margin
-ARMS = ["gls", "random", "inherit", "sgd_epochs", "sgd_compute"]
+ARMS = ["gls", "random", "inherit", "sgd_lineage", "sgd_epochs", "sgd_compute"]
 
 
 def _tarball() -> Path | None:
@@ -138,7 +138,11 @@ def _check_cka_matrix(m, size=None, diagonal_one=True):
             assert abs(row[i] - 1) < 1e-9, (i, row[i])
 
 
-def _check_chapter6(r, seeds, arms, pop=4):
+SOURCES = {"selection", "momentum policy", "SubGD", "budget"}  # one cause per row
+MIXED = "selection + SubGD + budget"  # GLS vs SGD only (checkpoints): named as the mix it is
+
+
+def _check_chapter6(r, seeds, arms, pop=4, sources=frozenset(SOURCES)):
     assert r["seeds"] == seeds and r["arms"] == arms
     for name, (mine, theirs) in r["scratch_cka"].items():  # CKA by hand = glx.analysis
         assert mine == pytest.approx(theirs, abs=1e-9), name
@@ -185,14 +189,18 @@ def _check_chapter6(r, seeds, arms, pop=4):
     assert {"effective rank | penultimate", "test accuracy"} <= set(tables)
     for layer in r["thresholds"]:
         assert {f"tail mass | {layer}", f"standardised tail mass | {layer}"} <= set(tables)
-    sources = r["sources"]
     for name, rows in tables.items():
         assert rows, name
         for row in rows:
             assert row["paired"] is True and row["verdict"] in VERDICTS, (name, row)
             assert row["low"] <= row["diff"] <= row["high"] and row["p"] <= row["p_holm"] <= 1
-            assert sources[f"{name} | {row['label']}"] in (
-                "selection", "SubGD / momentum policy", "budget")
+            assert r["sources"][f"{name} | {row['label']}"] in sources, (name, row)
+            # Bonferroni: each interval at level 1 - 0.05 / m, wider than the per-row 95% one
+            assert row["level"] == pytest.approx(0.95)
+            assert row["level_adj"] == pytest.approx(1 - 0.05 / len(rows))
+            assert row["low_adj"] <= row["low"] <= row["high"] <= row["high_adj"], (name, row)
+            if len(rows) > 1 and row["high"] > row["low"]:
+                assert row["high_adj"] - row["low_adj"] > row["high"] - row["low"], (name, row)
     assert _finite(r["wall_s"]) and r["wall_s"] > 0
 
 
@@ -205,18 +213,22 @@ def test_06_trains_small_models_and_measures_them(run06):
         acc = r["test_acc"][arm]
         assert sum(acc) / len(acc) > 0.5, (arm, acc)
     assert len(r["children"]) == 2  # SMOKE keeps the children at 25% and 75% of the run
-    # the budgets of the controls: equal epochs and equal compute (15 generations at p = 4)
+    # the budgets of the controls: lineage data, equal epochs and equal compute (15 generations
+    # at p = 4); the lineage arm trains on (p + 1) / p of the equal-epochs arm's steps
     steps = gls.budget(15, 4, 1437, 64)  # SGD matched in optimizer steps at batch 64
+    assert steps["lineage"]["steps"] > steps["epochs"]["steps"]
     assert r["budget"] == {"gls": 15, "random": 15, "inherit": 15,
+                           "sgd_lineage": steps["lineage"]["generations"],
                            "sgd_epochs": steps["epochs"]["generations"],
                            "sgd_compute": steps["compute"]["generations"]}
-    # each source has its rows: selection, SubGD / momentum policy, budget
+    # every row changes one cause: selection, momentum policy, SubGD or budget; GLS vs SGD
+    # (which mixes selection, SubGD and budget) is not a row
     labels = {row["label"]: r["sources"][f"effective rank | penultimate | {row['label']}"]
               for row in r["tables"]["effective rank | penultimate"]}
     assert labels == {"GLS vs random selection": "selection",
-                      "GLS, inherited momentum vs GLS": "SubGD / momentum policy",
-                      "GLS vs SGD, equal epochs": "SubGD / momentum policy",
-                      "GLS vs SGD, equal compute": "SubGD / momentum policy",
+                      "GLS, inherited momentum vs GLS": "momentum policy",
+                      "random selection vs SGD, lineage data": "SubGD",
+                      "SGD, lineage data vs SGD, equal epochs": "budget",
                       "SGD, equal compute vs SGD, equal epochs": "budget"}
     # same-seed CKA (to SGD at equal epochs of the seed) compares arms with arms only
     same = {row["label"] for row in r["tables"]["CKA, same seed"]}
@@ -235,7 +247,9 @@ def test_06_analyses_chapter5_checkpoints(run05, ckpt_dir, tmp_path):
         params["CIFAR10_TAR"] = str(_tarball())
     r, _ = execute(NB06, tmp_path, **params)
     assert r["from_checkpoints"] is True and r["model"] == "fastnet"
-    _check_chapter6(r, seeds=2, arms=["gls", "sgd_epochs"])  # chapter 5 matched SGD on epochs
+    # chapter 5 matched SGD on epochs: its one row mixes the causes and is named so
+    _check_chapter6(r, seeds=2, arms=["gls", "sgd_epochs"], sources={MIXED})
+    assert set(r["sources"].values()) == {MIXED}
     for method, arm in (("gls", "gls"), ("sgd", "sgd_epochs")):  # chapter 5 records percent
         got, want = r["test_acc"][arm], [a / 100 for a in run05["test_acc"][method]]
         assert got == pytest.approx(want, abs=1e-9)
