@@ -12,6 +12,7 @@ One module per concept of the paper, each importable alone:
   optimizer steps; SGD is the same loop with one child
 - ``glx.records``: the per-generation record (one TypedDict)
 - ``glx.checkpoint``: a run's random streams and its checkpoint files (no pickled code)
+- ``glx.distributed``: one population over torchrun's processes and GPUs, with one process's result
 - ``glx.analysis``: activations, CKA, PCA, activation statistics
 - ``glx.report``: intervals over seeds, paired differences, Holm, equivalence tests, verdicts
 - ``glx.viz``, ``glx.widgets``: plotly figures and ipywidgets panels for the notebooks

@@ -12,6 +12,11 @@
 Every field of :class:`glx.gls.Config` is a flag (``--momentum-policy inherit``,
 ``--tie-rule as_released``, ``--selection-data holdout``, ``--checkpoint ck.pt --resume``...).
 
+Under torchrun one population is spread over the ranks (``glx.distributed``), with the same
+result as one process; rank 0 writes the record, the checkpoint and the model::
+
+    torchrun --standalone --nproc-per-node 2 -m glx train --pop 4 --generations 40 --out run.json
+
 A mistake in the command (a malformed or unknown value, a dataset that is not on disk, a
 damaged tarball, an output path that cannot be written) ends with one line on stderr and exit
 status 2, before any training starts; a run that fails (a download, a loss that diverged, a
@@ -111,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--save-model", type=Path, default=None,
                        help="save the final parent's state_dict here")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="under torchrun: how long a collective step waits for the other "
+                            "ranks before the job ends with an error")
+    train.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "nccl"),
+                       help="under torchrun: gloo (CPU) or nccl (CUDA); auto follows the device")
     train.set_defaults(command_fn=_train)
 
     budget = sub.add_parser("budget", help="print the steps and epochs of the paper's GLS "
@@ -230,18 +240,56 @@ def _train(args: argparse.Namespace) -> int:
     cfg = _config(args)
     _check_outputs(args, cfg)
     data = _load_data(cfg, args)
+    if "WORLD_SIZE" in os.environ:  # started by torchrun: one population over its ranks
+        return _train_distributed(cfg, data, args)
     try:
         trainer = gls.Trainer(cfg, data=data)
         run = trainer.run(progress=not args.quiet)
     except gls.NonFiniteLoss as err:
-        _error(err)
-        if args.out:
-            from glx.fileio import atomic_write_text
-
-            record = {"config": cfg.to_dict(), "history": err.history, "test_accuracy": None,
-                      "wall_seconds": None, "error": str(err)}
-            atomic_write_text(args.out, json.dumps(record, indent=1))
+        _nonfinite(err, cfg, args)
         return 1
+    _write(run, args)
+    return 0
+
+
+def _nonfinite(err: gls.NonFiniteLoss, cfg: gls.Config, args: argparse.Namespace) -> None:
+    _error(err)
+    if args.out:
+        from glx.fileio import atomic_write_text
+
+        record = {"config": cfg.to_dict(), "history": err.history, "test_accuracy": None,
+                  "wall_seconds": None, "error": str(err)}
+        atomic_write_text(args.out, json.dumps(record, indent=1))
+
+
+def _train_distributed(cfg: gls.Config, data, args: argparse.Namespace) -> int:
+    """One population over torchrun's ranks (glx.distributed); rank 0 writes and prints."""
+    from glx import distributed as gdist
+
+    rank = os.environ.get("RANK", "?")
+    try:
+        launch = gdist.detect()
+        group = gdist.init(launch, cfg.device, backend=args.dist_backend, pop=cfg.pop,
+                           timeout_s=args.dist_timeout)
+        trainer = gdist.DistributedTrainer(cfg, group, data=data)
+        run = trainer.run(progress=not args.quiet and group.rank == 0)
+    except ValueError as err:
+        raise ValueError(f"rank {rank}: {err}") from None
+    except gdist.RankFailure as err:
+        _error(err)
+        return 3
+    except gls.NonFiniteLoss as err:
+        if rank == "0":
+            _nonfinite(err, cfg, args)
+        return 1
+    if group.rank == 0:
+        _write(run, args)
+    gdist.finish()
+    return 0
+
+
+def _write(run: gls.Run, args: argparse.Namespace) -> None:
+    """The run's record (--out), its model (--save-model) and a one-line summary."""
     if args.out:
         run.save(args.out)
     if args.save_model:
@@ -253,8 +301,8 @@ def _train(args: argparse.Namespace) -> int:
         atomic_write(args.save_model, lambda f: torch.save(state, f))
     print(json.dumps({"test_accuracy": run.test_accuracy, "wall_seconds": round(run.wall_seconds, 2),
                       "generations": len(run.history), "path": run.path,
-                      "path_reason": run.path_reason, "device": run.device}))
-    return 0
+                      "path_reason": run.path_reason, "device": run.device,
+                      "world_size": run.world_size}))
 
 
 def _config(args: argparse.Namespace) -> gls.Config:

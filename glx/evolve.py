@@ -53,10 +53,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from glx import checkpoint as gcheckpoint
 from glx import data as gdata
 from glx import models as gmodels
 from glx import select as gselect
-from glx.fileio import atomic_write
 
 STRATEGIES = ("openai_es", "snes", "sep_cma")
 CRITERIA = ("snr", "magnitude", "random", "sgd")
@@ -265,6 +265,37 @@ class Strategy:
     def tell(self, solutions: Tensor, fitness: Tensor) -> None:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """The search state as CPU tensors and plain values (what :func:`glx.checkpoint.save`
+        accepts); rebuild with :func:`make_strategy` and :meth:`load_state_dict`."""
+        return {k: (v.detach().cpu().clone() if isinstance(v, Tensor) else v)
+                for k, v in vars(self).items() if not k.startswith("_")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` of a strategy built with the same arguments; a
+        ValueError names any entry whose name, type or shape differs from this one's."""
+        mine = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        if not isinstance(state, dict) or set(state) != set(mine):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"strategy state: entries {got} are not those of {self.name} "
+                             f"{sorted(mine)}")
+        loaded = {}
+        for k, v in state.items():
+            cur = mine[k]
+            if isinstance(cur, Tensor):
+                if not isinstance(v, Tensor) or v.shape != cur.shape or v.dtype != cur.dtype:
+                    got = (f"{v.dtype} {tuple(v.shape)}" if isinstance(v, Tensor)
+                           else type(v).__name__)
+                    raise ValueError(f"strategy state[{k!r}]: {got}, expected {cur.dtype} "
+                                     f"{tuple(cur.shape)}")
+                v = v.to(cur.device)
+            elif type(v) is not type(cur):
+                raise ValueError(f"strategy state[{k!r}]={v!r}: expected a "
+                                 f"{type(cur).__name__}")
+            loaded[k] = v
+        for k, v in loaded.items():  # all checked first: a refused state changes nothing
+            setattr(self, k, v)
+
 
 class OpenAIES(Strategy):
     """OpenAI-ES (Salimans et al. 2017): antithetic Gaussian noise of fixed ``sigma``; the
@@ -453,17 +484,34 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-def _save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: torch.save(state, f))
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape \
+            and torch.equal(a.cpu(), b.cpu())
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
-def _load_checkpoint(path: str | os.PathLike | None, resume: bool,
-                     kind: str) -> dict[str, Any] | None:
+def _load_checkpoint(path: str | os.PathLike | None, resume: bool, kind: str,
+                     config: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint to continue, or None to start afresh. It is read with
+    :func:`glx.checkpoint.load` (tensors and plain types only: a file carrying other pickled
+    objects is refused, naming it), and its config must equal ``config``."""
     if not (resume and path and os.path.exists(path)):
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("kind") != kind:
+    state = gcheckpoint.load(path)
+    if state.get("kind") != kind or not isinstance(state.get("config"), dict):
         raise ValueError(f"checkpoint={str(path)!r}: not a {kind} checkpoint of glx.evolve")
+    saved = state["config"]
+    diff = [f"{k}={saved.get(k, '(none)')!r} in the checkpoint, {config.get(k, '(none)')!r} now"
+            for k in sorted(set(saved) | set(config), key=str)
+            if k not in saved or k not in config or not _same(saved[k], config[k])]
+    if diff:
+        raise ValueError(f"checkpoint={str(path)!r} was written by a different run config: "
+                         + "; ".join(diff))
     return state
 
 
@@ -473,14 +521,19 @@ def train_es(fm: FlatModel, data: gdata.DeviceData, method: str = "snes", *,
              batch_size: int = 256, seed: int = 0, eval_every: int = 0,
              snr_rank: str = "std", callback: Callable[[dict[str, Any]], Any] | None = None,
              checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 50,
-             resume: bool = False, **strategy_kw: Any) -> ESRun:
+             resume: bool = False, run_info: dict[str, Any] | None = None,
+             **strategy_kw: Any) -> ESRun:
     """Train ``fm`` with an ES, searching only the unmasked entries of ``theta0``.
 
     Each generation draws a fresh batch of ``batch_size`` training images; fitness is minus
     the mean cross-entropy there. Pruned entries stay exactly 0. ``eval_every`` > 0 records the
     test accuracy of the mean every that many generations (and always at the end).
     ``checkpoint``: a file written (atomically) every ``checkpoint_every`` generations and at
-    the end; with ``resume`` an existing one is continued, bit-exactly as if never stopped.
+    the end; with ``resume`` an existing one is continued, bit-exactly as if never stopped. It
+    holds the strategy's state as tensors and plain values and the run's config (method,
+    popsize, sigma, batch size, seed, strategy options, parameter counts, device type and the
+    plain values of ``run_info``); resuming under another config raises a ValueError naming
+    the fields that differ. ``generations``, ``eval_every`` and ``checkpoint_every`` may change.
     """
     _choice("method", method, STRATEGIES)
     _int_at_least("generations", generations, 1)
@@ -498,12 +551,19 @@ def train_es(fm: FlatModel, data: gdata.DeviceData, method: str = "snes", *,
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     forward = 0
-    state = _load_checkpoint(checkpoint, resume, "es")
+    config = {"method": method, "popsize": popsize, "sigma": float(sigma),
+              "batch_size": batch_size, "seed": seed, "strategy_kw": dict(strategy_kw),
+              "n_params": fm.n, "searched": int(active.numel()), "device": dev.type,
+              **(run_info or {})}
+    state = _load_checkpoint(checkpoint, resume, "es", config)
     if state is not None:
-        es, history, forward = state["strategy"], state["history"], state["forward"]
-        for k, v in vars(es).items():
-            if isinstance(v, Tensor):
-                setattr(es, k, v.to(dev))
+        saved = state["strategy"]
+        if not isinstance(saved, dict) or saved.get("class") != es.name:
+            got = saved.get("class") if isinstance(saved, dict) else type(saved).__name__
+            raise ValueError(f"checkpoint={str(checkpoint)!r}: strategy {got!r}, expected "
+                             f"{es.name!r}")
+        es.load_state_dict(saved["state"])
+        history, forward = [dict(r) for r in state["history"]], int(state["forward"])
         gen.set_state(state["rng"])
         t0 -= history[-1]["wall_s"] if history else 0.0
     for g in range(len(history), generations):
@@ -524,8 +584,10 @@ def train_es(fm: FlatModel, data: gdata.DeviceData, method: str = "snes", *,
         rec["wall_s"] = time.perf_counter() - t0
         history.append(rec)
         if checkpoint and ((g + 1) % checkpoint_every == 0 or g + 1 == generations):
-            _save_checkpoint(checkpoint, {"kind": "es", "strategy": es, "history": history,
-                                          "forward": forward, "rng": gen.get_state()})
+            gcheckpoint.save(checkpoint, {
+                "kind": "es", "config": config, "history": history, "forward": forward,
+                "strategy": {"class": es.name, "state": es.state_dict()},
+                "rng": gen.get_state()})
         if callback is not None:
             callback(rec)
     mean = base.clone()
@@ -789,7 +851,7 @@ def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncat
             selection: str = "truncation", elite_candidates: int = 5, seed: int = 0,
             eval_every: int = 0, callback: Callable[[dict[str, Any]], Any] | None = None,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 50,
-            resume: bool = False) -> GARun:
+            resume: bool = False, run_info: dict[str, Any] | None = None) -> GARun:
     """The Deep GA on a classification task; fitness = minus cross-entropy on a fresh batch.
 
     Each generation: evaluate everyone on a fresh batch; the top ``elite_candidates`` are
@@ -797,8 +859,10 @@ def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncat
     other popsize - 1 children each take a parent and add ``sigma`` Gaussian noise from a new
     seed. Parents: the top ``truncation`` ("truncation"), lexicase selection on the batch's
     per-case hits ("lexicase"), or none at all: every child a fresh initialisation
-    ("random_search"). ``checkpoint``/``resume`` as in :func:`train_es` (the checkpoint holds
-    the genomes; the weights are rebuilt from them).
+    ("random_search"). ``checkpoint``/``resume`` as in :func:`train_es`: written every
+    ``checkpoint_every`` generations and at the end; it holds the genomes (the weights are
+    rebuilt from them) and the config (popsize, truncation, sigma, batch size, selection,
+    elite candidates, seed, parameter count, device type, ``run_info``), checked on resume.
     """
     _int_at_least("popsize", popsize, 2)
     _int_at_least("truncation", truncation, 1)
@@ -820,11 +884,19 @@ def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncat
     history: list[dict[str, Any]] = []
     forward = 0
     t0 = time.perf_counter()
-    state = _load_checkpoint(checkpoint, resume, "ga")
+    config = {"popsize": popsize, "truncation": truncation, "sigma": float(sigma),
+              "batch_size": batch_size, "selection": selection,
+              "elite_candidates": elite_candidates, "seed": seed, "n_params": fm.n,
+              "device": dev.type, **(run_info or {})}
+    state = _load_checkpoint(checkpoint, resume, "ga", config)
     if state is None:
         genomes = [[s] for s in new_seeds(popsize)]
     else:
-        genomes, history, forward = state["genomes"], state["history"], state["forward"]
+        genomes = [check_genome(g) for g in state["genomes"]]
+        if len(genomes) != popsize:
+            raise ValueError(f"checkpoint={str(checkpoint)!r}: {len(genomes)} genomes for "
+                             f"popsize={popsize}")
+        history, forward = [dict(r) for r in state["history"]], int(state["forward"])
         g_data.set_state(state["rng_data"])
         g_seed.set_state(state["rng_seed"])
         g_sel.set_state(state["rng_sel"])
@@ -852,8 +924,8 @@ def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncat
         history.append(rec)
         if callback is not None:
             callback(rec)
-        if last:
-            break
+        # The last generation breeds too (its elite is kept as child 0, so the result is the
+        # same): the checkpoint written at the end then continues like any other.
         seeds = new_seeds(popsize - 1)
         if selection == "random_search":
             children = [[s] for s in seeds]
@@ -871,11 +943,11 @@ def deep_ga(fm: FlatModel, data: gdata.DeviceData, *, popsize: int = 64, truncat
         genomes = [genomes[elite]] + children
         thetas = torch.stack([thetas[elite]] + child_thetas)
         elite = 0
-        if checkpoint and (gnum + 1) % checkpoint_every == 0:
-            _save_checkpoint(checkpoint, {
-                "kind": "ga", "genomes": genomes, "history": history, "forward": forward,
-                "rng_data": g_data.get_state(), "rng_seed": g_seed.get_state(),
-                "rng_sel": g_sel.get_state()})
+        if checkpoint and ((gnum + 1) % checkpoint_every == 0 or last):
+            gcheckpoint.save(checkpoint, {
+                "kind": "ga", "config": config, "genomes": genomes, "history": history,
+                "forward": forward, "rng_data": g_data.get_state(),
+                "rng_seed": g_seed.get_state(), "rng_sel": g_sel.get_state()})
     final = history[-1]
     return GARun(selection, list(genomes[elite]), thetas[elite].clone(), float(sigma), fm.n,
                  history, final["test_acc"], final["test_loss"], forward,
@@ -958,9 +1030,12 @@ def run(cfg: Config, callback: Callable[[dict[str, Any]], Any] | None = None) ->
         # (measured 8 s against 118 s for the default SNES run on a busy 2-core box).
         torch.set_num_threads(cfg.threads)
     fm, data = setup(cfg)
+    # the data and the network are checked on resume too
+    info = {"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model,
+            "hidden": cfg.hidden}
     common = dict(generations=cfg.generations, batch_size=cfg.batch_size, seed=cfg.seed,
                   eval_every=cfg.eval_every, callback=callback, checkpoint=cfg.checkpoint,
-                  checkpoint_every=cfg.checkpoint_every, resume=cfg.resume)
+                  checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, run_info=info)
     if cfg.method == "ga":
         r = deep_ga(fm, data, popsize=cfg.popsize, truncation=cfg.truncation, sigma=cfg.sigma,
                     selection=cfg.selection, **common)

@@ -556,8 +556,14 @@ def mutate(ctx: Context, g: int) -> Mutation:
     # On CUDA the rates travel once a generation, as one tensor whose 0-dim rows the steps read
     # (no copy per step, nothing a captured step would have to re-record).
     rates = torch.tensor(lrs, device=ctx.device) if ctx.device.type == "cuda" else lrs
-    loss, acc, owner = train_children(ctx.population, data, plan, rates, ctx.streams.augment,
-                                      augment=cfg.augment)
+    # A population spread over processes (glx.distributed) trains its own share of the children
+    # and gathers their losses; one process trains them all.
+    train = getattr(ctx.population, "train_children", None)
+    if train is None:
+        loss, acc, owner = train_children(ctx.population, data, plan, rates, ctx.streams.augment,
+                                          augment=cfg.augment)
+    else:
+        loss, acc, owner = train(data, plan, rates, ctx.streams.augment, augment=cfg.augment)
     child_loss, child_acc = loss.tolist(), acc.tolist()  # the one host sync of the mutation
     bad = [i for i, v in enumerate(child_loss) if not math.isfinite(v)]
     if bad:
@@ -726,6 +732,9 @@ def adopt(ctx: Context, mutation: Mutation, selection: dict[str, Any]) -> Genera
 @torch.no_grad()
 def evaluate(population: Population, data: gdata.DeviceData, batch_size: int = 1024) -> float:
     """Top-1 test accuracy of the parent (child 0 after selection)."""
+    spread = getattr(population, "evaluate", None)  # glx.distributed: each rank a part
+    if spread is not None:
+        return spread(data, batch_size)
     model = population.parent_module()
     model.eval()
     hits = torch.zeros((), device=population.device)
@@ -758,6 +767,7 @@ class Run:
     stopped_early: bool = False
     path_reason: str = ""  # why the population ran on `path` (auto's rule, measured timings)
     model: nn.Module | None = field(default=None, repr=False)
+    world_size: int = 1  # processes the population was spread over (glx.distributed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -769,6 +779,7 @@ class Run:
             "path_reason": self.path_reason,
             "device": self.device,
             "stopped_early": self.stopped_early,
+            "world_size": self.world_size,
             "torch": torch.__version__,
         }
 
@@ -843,12 +854,7 @@ class Trainer:
             def model_fn() -> nn.Module:
                 return gmodels.build(name, num_classes, shape)
 
-        population = Population(
-            model_fn, cfg.pop, device=device, path=cfg.path, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
-            independent_init=cfg.independent_init, seed=cfg.seed, amp=cfg.amp,
-            channels_last=cfg.channels_last, compile=cfg.compile, capture=cfg.capture,
-        )
+        population = self._make_population(model_fn, device)
         self.ctx = Context(cfg, data, population, Streams(cfg.seed, cfg.pop, device), k,
                            total_steps(cfg, k), chunk=cfg.chunk or 64)
         self.generation = 0
@@ -858,6 +864,19 @@ class Trainer:
         self._elapsed = 0.0
         if cfg.resume and cfg.checkpoint and Path(cfg.checkpoint).exists():
             self.load_checkpoint(cfg.checkpoint)
+
+    def _make_population(self, model_fn: Callable[[], nn.Module], device: torch.device,
+                         p: int | None = None, seed: int | None = None) -> Population:
+        """The run's population: ``cfg.pop`` children built under ``cfg.seed``, or (``p``,
+        ``seed``) one process's share of them (``glx.distributed``)."""
+        cfg = self.cfg
+        return Population(
+            model_fn, cfg.pop if p is None else p, device=device, path=cfg.path,
+            momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+            independent_init=cfg.independent_init, seed=cfg.seed if seed is None else seed,
+            amp=cfg.amp,
+            channels_last=cfg.channels_last, compile=cfg.compile, capture=cfg.capture,
+        )
 
     # The parts of the run, as attributes for the notebooks.
     @property

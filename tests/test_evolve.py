@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from glx import checkpoint
 from glx import data as gdata
 from glx import evolve as ev
 
@@ -293,20 +295,73 @@ def test_bench_evolve_times_both_ways(tmp_path):
 def test_resume_continues_bit_exactly(setup, tmp_path):
     fm, dd = setup
     kw = dict(popsize=8, sigma=0.05, batch_size=32, seed=4)
-    full = ev.train_es(fm, dd, "sep_cma", generations=6, **kw)
-    ck = tmp_path / "es.pt"
-    ev.train_es(fm, dd, "sep_cma", generations=4, checkpoint=ck, checkpoint_every=2, **kw)
-    resumed = ev.train_es(fm, dd, "sep_cma", generations=6, checkpoint=ck, resume=True, **kw)
-    assert torch.equal(resumed.mean, full.mean)
-    assert [r["loss_mean"] for r in resumed.history] == [r["loss_mean"] for r in full.history]
+    for method in ev.STRATEGIES:
+        full = ev.train_es(fm, dd, method, generations=6, **kw)
+        ck = tmp_path / f"{method}.pt"
+        # 3 generations, every 2: the checkpoint continued is the one written at the end
+        ev.train_es(fm, dd, method, generations=3, checkpoint=ck, checkpoint_every=2, **kw)
+        assert len(checkpoint.load(ck)["history"]) == 3
+        resumed = ev.train_es(fm, dd, method, generations=6, checkpoint=ck, resume=True, **kw)
+        assert torch.equal(resumed.mean, full.mean) and torch.equal(resumed.spread, full.spread)
+        assert [r["loss_mean"] for r in resumed.history] == [r["loss_mean"] for r in full.history]
     kw = dict(popsize=8, truncation=3, sigma=0.05, batch_size=32, seed=4)
-    full_ga = ev.deep_ga(fm, dd, generations=6, **kw)
-    ck = tmp_path / "ga.pt"
-    ev.deep_ga(fm, dd, generations=4, checkpoint=ck, checkpoint_every=2, **kw)
-    res_ga = ev.deep_ga(fm, dd, generations=6, checkpoint=ck, resume=True, **kw)
-    assert res_ga.genome == full_ga.genome and torch.equal(res_ga.theta, full_ga.theta)
+    for selection in ev.GA_SELECTIONS:
+        full_ga = ev.deep_ga(fm, dd, generations=6, selection=selection, **kw)
+        ck = tmp_path / f"ga-{selection}.pt"
+        stopped = ev.deep_ga(fm, dd, generations=3, checkpoint=ck, checkpoint_every=2,
+                             selection=selection, **kw)
+        assert len(checkpoint.load(ck)["history"]) == 3  # the GA saves at the end too
+        assert stopped.genome == ev.deep_ga(fm, dd, generations=3, selection=selection,
+                                            **kw).genome
+        res_ga = ev.deep_ga(fm, dd, generations=6, checkpoint=ck, resume=True,
+                            selection=selection, **kw)
+        assert res_ga.genome == full_ga.genome and torch.equal(res_ga.theta, full_ga.theta)
+        assert [r["loss_mean"] for r in res_ga.history] == [r["loss_mean"] for r in full_ga.history]
     with pytest.raises(ValueError, match="not a es checkpoint"):
         ev.train_es(fm, dd, "snes", generations=2, checkpoint=ck, resume=True)
+
+
+def test_a_strategy_state_is_plain_and_rebuilds_the_strategy():
+    es = ev.make_strategy("openai_es", torch.zeros(5), 0.1, 4)
+    g = torch.Generator().manual_seed(0)
+    x = es.ask(g)
+    es.tell(x, -x.pow(2).sum(1))
+    state = es.state_dict()
+    assert all(isinstance(v, (torch.Tensor, int, float, tuple)) for v in state.values())
+    twin = ev.make_strategy("openai_es", torch.zeros(5), 0.1, 4)
+    twin.load_state_dict(state)
+    assert torch.equal(twin.mean, es.mean) and torch.equal(twin.v, es.v) and twin.generation == 1
+    other = ev.make_strategy("openai_es", torch.zeros(6), 0.1, 4)
+    with pytest.raises(ValueError, match=r"state\['mean'\].*\(5,\).*\(6,\)"):
+        other.load_state_dict(state)
+    assert other.generation == 0  # refused whole
+    with pytest.raises(ValueError, match="entries"):
+        ev.make_strategy("snes", torch.zeros(5), 0.1, 4).load_state_dict(state)
+
+
+@pytest.mark.parametrize("method,change,names", [
+    ("snes", {"popsize": 6}, ["popsize=8", "6"]),
+    ("snes", {"sigma": 0.1, "seed": 5}, ["sigma=0.05", "seed=4"]),
+    ("sep_cma", {"elite_ratio": 0.25}, ["strategy_kw"]),
+    ("ga", {"truncation": 2}, ["truncation=3"]),
+    ("ga", {"selection": "lexicase", "sigma": 0.1}, ["selection='truncation'", "sigma=0.05"]),
+])
+def test_resume_under_another_config_names_the_fields(setup, tmp_path, method, change, names):
+    fm, dd = setup
+    ck = tmp_path / "ck.pt"
+    kw = dict(popsize=8, sigma=0.05, batch_size=32, seed=4, checkpoint=ck)
+    train = ev.deep_ga if method == "ga" else ev.train_es
+    if method == "ga":
+        kw["truncation"] = 3
+    else:
+        kw["method"] = method
+    train(fm, dd, generations=2, **kw)
+    before = ck.read_bytes()
+    with pytest.raises(ValueError, match="different run config") as err:
+        train(fm, dd, generations=4, resume=True, **{**kw, **change})
+    for name in names:
+        assert name in str(err.value), (name, str(err.value))
+    assert ck.read_bytes() == before
 
 
 CLI_SMALL = ["--dataset", "synthetic", "--generations", "4", "--popsize", "8",
@@ -365,3 +420,51 @@ def test_cli_decode_rejects_a_genome_for_another_model(tmp_path, capsys):
     assert main(["decode", str(out), "--out", str(weights)]) == 2
     assert f"n_params={record['n_params']}" in capsys.readouterr().err
     assert not weights.exists()
+
+
+class _Payload:
+    """An object whose unpickling would run code."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_Payload._run, ())
+
+    @staticmethod
+    def _run():
+        _Payload.ran = True
+        return _Payload
+
+
+@pytest.mark.parametrize("method", ["snes", "ga"])
+def test_cli_refuses_a_checkpoint_carrying_a_pickled_object(tmp_path, capsys, method):
+    from glx.__main__ import main
+
+    ck, out = tmp_path / "evil.pt", tmp_path / "run.json"
+    args = ["evolve", "--method", method, *CLI_SMALL, "--checkpoint", str(ck),
+            "--checkpoint-every", "3"]
+    assert main([*args, "--out", str(out)]) == 0
+    full = json.loads(out.read_text())
+    state = checkpoint.load(ck)
+    state["history"][0]["extra"] = _Payload()
+    torch.save(state, ck)
+    capsys.readouterr()
+    assert main([*args, "--resume", "--generations", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "evil.pt" in err and "pickled" in err
+    assert not _Payload.ran
+    # the same run stopped at 2 and resumed to 4 equals the run of 4
+    ck2, out2 = tmp_path / "good.pt", tmp_path / "resumed.json"
+    good = ["evolve", "--method", method, *CLI_SMALL, "--checkpoint", str(ck2)]
+    assert main([*good, "--generations", "2"]) == 0
+    assert main([*good, "--resume", "--out", str(out2)]) == 0
+    resumed = json.loads(out2.read_text())
+    assert [r["loss_mean"] for r in resumed["history"]] == [r["loss_mean"] for r in full["history"]]
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    assert resumed.get("genome") == full.get("genome")
+    # another dataset's checkpoint is refused, naming the field
+    capsys.readouterr()
+    assert main([*good, "--resume", "--dataset", "digits", "--generations", "5"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "dataset='synthetic'" in err, err
