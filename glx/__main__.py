@@ -64,6 +64,15 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _number(text: str) -> int | float:
+    """An int where the text is a whole number (``2`` or ``2.0``), otherwise a float."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+_number.__name__ = "number"  # argparse names the type in its message
+
+
 def _optional(kind):  # "none" -> None, otherwise kind(text)
     def parse(text: str):
         return None if text.strip().lower() in ("none", "auto") else kind(text)
@@ -84,6 +93,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, config: type = gls.Config
                                 metavar="BOOL")
             continue
         kind = {bool: _parse_bool, int: int, float: float, str: str}.get(base, str)
+        if int in args and float in args:  # e.g. generations: SGD takes fractional epochs
+            kind = _number
         parse = _optional(kind) if type(None) in args else kind
         parser.add_argument(flag, type=parse, default=f.default,
                             metavar=f.name.upper())

@@ -103,7 +103,8 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint onto the CPU without running code (``weights_only=True``).
 
     Raises :class:`UnsafeCheckpoint` (a ``ValueError``) naming the file when it carries any
-    other pickled object, and ``FileNotFoundError`` when there is no file.
+    other pickled object, ``ValueError`` naming the file when it is damaged or not a checkpoint,
+    and ``FileNotFoundError`` when there is no file.
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -113,6 +114,10 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint={str(path)!r}: refused: it holds pickled Python objects, not only "
             f"tensors and plain types, and loading them could run code ({first[:200]})"
         ) from None
+    except (RuntimeError, EOFError) as err:  # a damaged file, or a zip torch did not write
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"checkpoint={str(path)!r}: not a glx checkpoint (damaged, or some "
+                         f"other file: {first[:200]})") from None
     if not isinstance(state, dict):
         raise UnsafeCheckpoint(f"checkpoint={str(path)!r}: expected a dict of run state, got "
                                f"{type(state).__name__}")

@@ -96,13 +96,16 @@ class Config:
     Dealing: ``last_round="drop"`` (default) leaves out the last, partial round of each epoch,
     so every step has the same batch shape; ``"split"`` splits it evenly between the children
     (a smaller last batch). See :func:`deal`.
+
+    Speed: ``capture`` runs the training step as a captured CUDA graph (``None``: on for CUDA,
+    off elsewhere; ``True`` off CUDA is an error from :class:`~glx.population.Population`).
     """
 
     method: str = "gls"
     dataset: str = "digits"
     model: str = "mlp"
     pop: int | None = None  # None: 4 for gls, 1 for sgd
-    generations: int = 40
+    generations: int | float = 40  # float: SGD epochs only
     steps: int = 0  # SGD only: a budget in optimizer steps (0: whole generations)
     batch_size: int = 64
     lr: float = 0.1
@@ -138,6 +141,7 @@ class Config:
     amp: bool | None = None
     channels_last: bool = False
     compile: bool = False
+    capture: bool | None = None  # CUDA graph of the training step; None: on for CUDA
     eval_every: int = 10
     checkpoint: str | None = None
     checkpoint_every: int = 10
@@ -162,6 +166,9 @@ class Config:
         _choice("lr_granularity", self.lr_granularity, LR_GRANULARITIES)
         _choice("last_round", self.last_round, LAST_ROUNDS)
         _choice("path", self.path, PATHS)
+        _choice("epsilon_mode", self.epsilon_mode, gselect.EPSILON_MODES)
+        if self.capture is not None and not isinstance(self.capture, bool):
+            raise ValueError(f"capture={self.capture!r}: expected True, False or None")
         if self.method == "sgd" and self.pop != 1:
             raise ValueError(f"pop={self.pop!r}: method='sgd' trains one model; leave pop unset "
                              "(or set it to 1)")
@@ -186,7 +193,8 @@ class Config:
             ("momentum", self.momentum, 0 <= self.momentum < 1, "must be in [0, 1)"),
             ("weight_decay", self.weight_decay, self.weight_decay >= 0, "must be >= 0"),
             ("tournament_size", self.tournament_size, 1 <= self.tournament_size <= self.pop
-             or self.selection != "tournament", f"must be in 1..pop={self.pop}"),
+             or self.selection != "tournament" or self.method == "sgd",
+             f"must be in 1..pop={self.pop}"),
             ("holdout_fraction", self.holdout_fraction, 0 < self.holdout_fraction < 1
              or self.selection_data != "holdout", "must be in (0, 1)"),
             ("aggregate_cases", self.aggregate_cases, self.aggregate_cases >= 1, "must be >= 1"),
@@ -380,10 +388,12 @@ def budget(generations: int, pop: int, n_train: int, batch_size: int, *,
     - ``"lineage"``: the data the winning lineage trained on: G K steps at GLS's batch;
     - ``"compute"``: the GLS run's whole gradient work: G p K steps at GLS's batch;
 
-    at batch ``sgd_batch`` (default: GLS's per-child ``batch_size``), rounded to whole steps:
-    ``steps``, ``epochs`` (= steps / SGD steps per epoch, fractional), ``generations`` (epochs
-    begun), ``batch_size``, ``images``. Since lineage / epochs = (p + 1) / p, the arms never
-    coincide: at GLS's batch and G = E (p + 1) generations, lineage - epochs = E K >= 1 step.
+    at batch ``sgd_batch`` (default: GLS's per-child ``batch_size``; an int >= 1 no larger
+    than a drop-mode epoch), rounded half up to whole steps: ``steps``, ``epochs`` (= steps /
+    SGD steps per epoch, fractional), ``generations`` (epochs begun), ``batch_size``,
+    ``images``. The arms never coincide: where rounding (or a split epoch's smaller last
+    batch) would put two on the same step count, the larger arm takes one step more than the
+    smaller, so steps always satisfy epochs < lineage < compute (with p >= 1).
     """
     if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
         raise ValueError(f"generations={generations!r}: must be an int >= 1")
@@ -397,11 +407,22 @@ def budget(generations: int, pop: int, n_train: int, batch_size: int, *,
         "steps": generations * k_gls, "gradient_steps": generations * pop * k_gls,
         "images": images, "epochs": images / n_train, "lineage_epochs": images / pop / n_train,
     }}
-    b_sgd = int(sgd_batch or batch_size)
+    if sgd_batch is None:
+        b_sgd = batch_size
+    elif isinstance(sgd_batch, bool) or not isinstance(sgd_batch, int) or sgd_batch < 1:
+        raise ValueError(f"sgd_batch={sgd_batch!r}: must be an int >= 1 (or None: GLS's batch)")
+    else:
+        b_sgd = sgd_batch
     k_sgd = steps_per_generation(n_train, 1, b_sgd, last_round)
+    if k_sgd < 1:
+        raise ValueError(f"sgd_batch={b_sgd!r}: larger than the training set (n_train="
+                         f"{n_train}); with last_round={last_round!r} an epoch has no step")
     per_step = _images_per_generation(n_train, 1, b_sgd, last_round) / k_sgd
+    previous = 0
     for match, share in (("epochs", pop / (pop + 1)), ("lineage", 1.0), ("compute", pop)):
-        steps = max(1, round(images / pop * share / per_step))
+        # half up (round() is half-to-even), then strictly above the previous arm
+        steps = max(1, previous + 1, math.floor(images / pop * share / per_step + 0.5))
+        previous = steps
         out[match] = {"method": "sgd", "pop": 1, "batch_size": b_sgd, "steps": steps,
                       "epochs": steps / k_sgd, "generations": math.ceil(steps / k_sgd),
                       "images": round(steps * per_step)}
@@ -646,6 +667,7 @@ def select(ctx: Context, mutation: Mutation) -> dict[str, Any]:
 
         eps = _epsilon_value(cfg.epsilon) if cfg.selection == "eps_lexicase" else None
         res = gselect.lexicase_stream(blocks(), rule=cfg.tie_rule, epsilon=eps,
+                                      epsilon_mode=cfg.epsilon_mode,
                                       generator=ctx.streams.select)
         out.update(winner=int(res.winner), cases_used=int(res.cases_used),
                    fallback=res.deciding_case is None)
@@ -797,7 +819,8 @@ def _as_device_data(cfg: Config, data: Any, device: torch.device) -> gdata.Devic
 
 
 # Config fields a resume may change: where and how often the run reports, not what it computes.
-RESUMABLE_CHANGES = ("resume", "checkpoint", "checkpoint_every", "eval_every", "device")
+RESUMABLE_CHANGES = ("resume", "checkpoint", "checkpoint_every", "eval_every", "device",
+                     "capture")
 _STATE_FORMAT = "glx-run-2"
 
 
@@ -852,7 +875,7 @@ class Trainer:
             momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
             independent_init=cfg.independent_init, seed=cfg.seed if seed is None else seed,
             amp=cfg.amp,
-            channels_last=cfg.channels_last, compile=cfg.compile,
+            channels_last=cfg.channels_last, compile=cfg.compile, capture=cfg.capture,
         )
 
     # The parts of the run, as attributes for the notebooks.
@@ -992,6 +1015,8 @@ class Trainer:
                     break
         if stopped and self.history and self.history[-1]["test_acc"] is None:
             self.history[-1]["test_acc"] = self.evaluate()
+            if self.cfg.checkpoint:  # so that the checkpoint holds the run as returned
+                self.save_checkpoint(self.cfg.checkpoint)
         return self.result(stopped_early=stopped)
 
     # -- checkpoints -------------------------------------------------------------------
@@ -1018,6 +1043,10 @@ class Trainer:
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"format={state.get('format')!r}: not a glx run state "
                              f"({_STATE_FORMAT!r}); it was written by another glx version")
+        missing = sorted({"config", "generation", "population", "rng", "chunk", "elapsed",
+                          "history"} - set(state))
+        if missing:
+            raise ValueError(f"run state: missing {missing}; not a complete glx run state")
         saved = dict(state["config"])
         mine = self.cfg.to_dict()
         diff = {k: (saved.get(k), v) for k, v in mine.items()

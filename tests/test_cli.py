@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from glx import gls
-from glx.__main__ import main
+from glx.__main__ import _parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = set(gls.TIMING_KEYS)
@@ -299,3 +300,39 @@ def test_imagefolder_tarball_end_to_end(tmp_path):
     assert ds.classes[0] == "airplane" and ds.x_train.shape[1:] == (3, 32, 32)
     assert run.test_accuracy is not None and 0.0 <= run.test_accuracy <= 1.0
     assert run.history[-1]["cases_used"] >= 1
+
+
+def test_budget_with_an_sgd_batch_over_the_training_set_is_one_line(capsys):
+    assert main(["budget", "--epochs", "1", "--n-train", "100", "--batch-size", "8",
+                 "--sgd-batch", "128"]) == 2
+    _one_line_naming(capsys.readouterr().err, "sgd_batch=128", "n_train=100")
+    assert main(["budget", "--epochs", "1", "--n-train", "100", "--batch-size", "8",
+                 "--sgd-batch", "0"]) == 2
+    _one_line_naming(capsys.readouterr().err, "sgd_batch=0")
+
+
+def test_a_foreign_zip_as_checkpoint_is_one_line(tmp_path, capsys):
+    ck = tmp_path / "x.pt"
+    with zipfile.ZipFile(ck, "w") as z:
+        z.writestr("a.txt", "not a checkpoint")
+    code = main(["train", "--checkpoint", str(ck), "--resume", "--device", "cpu", "--quiet",
+                 "--generations", "1"])
+    assert code == 2
+    _one_line_naming(capsys.readouterr().err, "x.pt", "not a glx checkpoint")
+
+
+def test_sgd_generations_take_fractional_epochs(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["train", "--method", "sgd", "--generations", "1.5", "--out", str(out),
+                 "--quiet", "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["config"]["generations"] == 1.5
+    assert main(["train", "--generations", "1.5", "--quiet", "--device", "cpu"]) == 2
+    _one_line_naming(capsys.readouterr().err, "generations=1.5")
+    args = _parser().parse_args(["train", "--generations", "3.0"])
+    assert args.generations == 3 and isinstance(args.generations, int)
+
+
+def test_epsilon_mode_flag_is_checked(capsys):
+    assert main(["train", "--epsilon-mode", "bogus", "--generations", "1", "--quiet",
+                 "--device", "cpu"]) == 2
+    _one_line_naming(capsys.readouterr().err, "epsilon_mode='bogus'")

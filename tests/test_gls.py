@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -364,7 +365,7 @@ def test_budgets_are_steps_and_no_arm_collapses_onto_another(epochs):
     arms = gls.budget(g, p, n, b)
     k = n // (p * b)
     assert arms["gls"]["steps"] == g * k and arms["gls"]["gradient_steps"] == g * p * k
-    assert arms["epochs"]["steps"] == round(g * p * k / (p + 1))
+    assert arms["epochs"]["steps"] == math.floor(g * p * k / (p + 1) + 0.5)
     assert arms["lineage"]["steps"] == g * k
     assert arms["compute"]["steps"] == g * p * k
     steps = [arms[m]["steps"] for m in gls.MATCHES]
@@ -623,3 +624,80 @@ def test_children_train_the_same_with_rates_as_a_device_tensor():
         runs.append(ctx.population.state_dict()["params"])
     for k, v in runs[0].items():
         assert torch.allclose(v, runs[1][k], atol=1e-6), k
+
+
+@pytest.mark.parametrize("last_round", ["drop", "split"])
+@pytest.mark.parametrize("sgd_batch", [None, 128])
+def test_the_sgd_arms_are_strictly_ordered_in_steps(last_round, sgd_batch):
+    for epochs, p, n, b in itertools.product([1, 2, 5], [1, 2, 4, 8], [300, 1000, 1437],
+                                             [8, 16, 64]):
+        if n // (p * b) < 1:
+            continue
+        arms = gls.budget(gls.paper_generations(epochs, p), p, n, b, sgd_batch=sgd_batch,
+                          last_round=last_round)
+        steps = [arms[m]["steps"] for m in gls.MATCHES]
+        assert steps[0] < steps[1] < steps[2], (epochs, p, n, b, steps)
+    # half-to-even rounding and split mode's smaller last batch once made two arms coincide
+    split = gls.budget(5, 4, 100, 64, last_round="split")
+    assert split["epochs"]["steps"] < split["lineage"]["steps"] < split["compute"]["steps"]
+    paper = gls.budget(gls.paper_generations(1, 8), 8, 1000, 8, sgd_batch=128)
+    assert paper["epochs"]["steps"] < paper["lineage"]["steps"] < paper["compute"]["steps"]
+
+
+def test_budget_rejects_an_sgd_batch_it_cannot_run():
+    with pytest.raises(ValueError, match=r"sgd_batch=128.*n_train=100"):
+        gls.budget(5, 1, 100, 8, sgd_batch=128)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="sgd_batch="):
+            gls.budget(5, 1, 100, 8, sgd_batch=bad)
+
+
+def test_matched_sgd_of_a_tournament_config_is_a_valid_config():
+    cfg = small(selection="tournament", tournament_size=3)
+    sgd = gls.matched_sgd(cfg.validate(), "lineage", 1437)
+    assert sgd.validate().method == "sgd" and sgd.pop == 1
+    with pytest.raises(ValueError, match="tournament_size=5"):
+        small(selection="tournament", tournament_size=5).validate()
+
+
+def test_epsilon_mode_is_checked_and_reaches_selection(monkeypatch):
+    with pytest.raises(ValueError, match="epsilon_mode='bogus'"):
+        small(epsilon_mode="bogus").validate()
+    seen = []
+    real = gls.gselect.lexicase_stream
+
+    def spy(*args, **kw):
+        seen.append(kw.get("epsilon_mode"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(gls.gselect, "lexicase_stream", spy)
+    gls.train(small(selection="eps_lexicase", epsilon_mode="static", generations=1),
+              progress=False)
+    assert seen and set(seen) == {"static"}
+
+
+def test_capture_is_a_config_flag_that_reaches_the_population():
+    assert gls.Config().capture is None
+    assert gls.Trainer(small()).population.captured is False  # None: off on the CPU
+    with pytest.raises(ValueError, match="capture=True needs a CUDA device"):
+        gls.Trainer(small(capture=True))
+    with pytest.raises(ValueError, match="capture='yes'"):
+        small(capture="yes").validate()
+
+
+def test_a_run_stopped_by_a_callback_is_the_run_its_checkpoint_holds(tmp_path):
+    ck = tmp_path / "ck.pt"
+    cfg = small(generations=6, eval_every=10, checkpoint=str(ck), checkpoint_every=1)
+    run = gls.Trainer(cfg).run(callbacks=[lambda rec, tr: rec["generation"] >= 1],
+                               progress=False)
+    assert run.stopped_early and run.history[-1]["test_acc"] is not None
+    saved = checkpoint.load(ck)["history"]
+    assert [r["test_acc"] for r in saved] == [r["test_acc"] for r in run.history]
+
+
+def test_a_run_state_missing_a_key_is_a_value_error():
+    trainer = gls.Trainer(small(generations=1))
+    state = trainer.state_dict()
+    del state["rng"]
+    with pytest.raises(ValueError, match="missing \\['rng'\\]"):
+        trainer.load_state_dict(state)
