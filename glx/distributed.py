@@ -502,13 +502,13 @@ class DistributedTrainer(gls.Trainer):
                              "checkpoint file (a file system all nodes share)")
 
     def _make_population(self, model_fn: Callable[[], nn.Module], device: torch.device,
-                         p: int | None = None, seed: int | None = None
+                         p: int | None = None, first_child: int = 0
                          ) -> DistributedPopulation:
         cfg, g = self.cfg, self.group
         lo, hi = shares(cfg.pop, g.world_size)[g.rank]
-        # With independent_init child c is built under seed + c, whichever rank holds it.
-        local = super()._make_population(model_fn, device, p=hi - lo,
-                                         seed=cfg.seed + lo if cfg.independent_init else cfg.seed)
+        # With independent_init child c's initialisation depends on c only, whichever rank
+        # holds it.
+        local = super()._make_population(model_fn, device, p=hi - lo, first_child=lo)
         return DistributedPopulation(local, g, cfg.pop)
 
     @property

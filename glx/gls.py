@@ -866,14 +866,15 @@ class Trainer:
             self.load_checkpoint(cfg.checkpoint)
 
     def _make_population(self, model_fn: Callable[[], nn.Module], device: torch.device,
-                         p: int | None = None, seed: int | None = None) -> Population:
-        """The run's population: ``cfg.pop`` children built under ``cfg.seed``, or (``p``,
-        ``seed``) one process's share of them (``glx.distributed``)."""
+                         p: int | None = None, first_child: int = 0) -> Population:
+        """The run's population: ``cfg.pop`` children built under ``cfg.seed``, or one
+        process's share of them, ``p`` children from global index ``first_child``
+        (``glx.distributed``)."""
         cfg = self.cfg
         return Population(
             model_fn, cfg.pop if p is None else p, device=device, path=cfg.path,
             momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
-            independent_init=cfg.independent_init, seed=cfg.seed if seed is None else seed,
+            independent_init=cfg.independent_init, first_child=first_child, seed=cfg.seed,
             amp=cfg.amp,
             channels_last=cfg.channels_last, compile=cfg.compile, capture=cfg.capture,
         )

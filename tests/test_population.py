@@ -16,6 +16,7 @@ from torch import nn
 
 from glx import models
 from glx.population import Population
+from glx.population.core import child_seed
 
 P = 3
 SHAPE = (1, 8, 8)
@@ -295,12 +296,27 @@ def test_independent_init_and_global_rng_untouched():
             assert torch.equal(dep[k][i], dep[k][0]), k
     assert not torch.equal(ind["0.weight"][1], ind["0.weight"][0])
     assert not torch.equal(ind["0.weight"][2], ind["0.weight"][1])
-    # Child 0 is the seed's model either way; child i of the independent one is seed + i's.
+    # Child 0 is the seed's model either way; child i of the independent one is built under
+    # child_seed(seed, i), which is not another small seed's child 0 (seed + i would be).
     assert torch.equal(ind["0.weight"][0], dep["0.weight"][0])
     seed7 = Population(cnn, 1, seed=7).state_dict()["params"]
-    assert torch.equal(ind["0.weight"][2], seed7["0.weight"][0])
+    assert not torch.equal(ind["0.weight"][2], seed7["0.weight"][0])
+    mixed = Population(cnn, 1, seed=child_seed(5, 2)).state_dict()["params"]
+    assert torch.equal(ind["0.weight"][2], mixed["0.weight"][0])
+    # A share of the population from global index 1 holds the same children 1 and 2.
+    share = Population(cnn, 2, independent_init=True, seed=5, first_child=1).state_dict()
+    assert torch.equal(share["params"]["0.weight"][0], ind["0.weight"][1])
+    assert torch.equal(share["params"]["0.weight"][1], ind["0.weight"][2])
     other = Population(cnn, P, seed=6).state_dict()["params"]
     assert not torch.equal(other["0.weight"][0], dep["0.weight"][0])
+
+
+def test_child_seed_keeps_child_zero_and_never_meets_small_seeds():
+    assert child_seed(11, 0) == 11
+    seeds = {child_seed(s, c) for s in range(50) for c in range(1, 17)}
+    assert len(seeds) == 50 * 16  # no two (seed, child) pairs share a build seed
+    assert not seeds & set(range(1000))  # nor any small seed's child 0
+    assert all(0 <= x < 2**63 for x in seeds)
 
 
 def test_child_module_is_a_detached_copy():

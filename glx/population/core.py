@@ -38,6 +38,20 @@ def _build(model_fn: Callable[[], nn.Module], seed: int, device: torch.device) -
     return model.to(device)
 
 
+def child_seed(seed: int, child: int) -> int:
+    """The build seed of ``child`` (its index in the whole population) under independent
+    initialisation: ``seed`` itself for child 0, so that child 0 is the shared-init model, and
+    for the others a 63-bit mix of (seed, child) (splitmix64), so that no child of one seed
+    shares its initialisation with another seed's child 0 (``seed + child`` would: child 1 of
+    seed 0 would be seed 1's model)."""
+    if child == 0:
+        return int(seed)
+    z = (int(seed) + int(child) * 0x9E3779B97F4A7C15) % (1 << 64)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % (1 << 64)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % (1 << 64)
+    return (z ^ (z >> 31)) >> 1
+
+
 class Population:
     """p children of one parent, trained with SGD and scored in one object.
 
@@ -50,9 +64,13 @@ class Population:
         path: ``"auto"``, ``"batched"``, ``"looped"`` or ``"measure"`` (see
             `glx.population.choose`).
         momentum, weight_decay, nesterov: SGD hyper-parameters (dampening is 0).
-        independent_init: when True child i is built under seed ``seed + i`` (different random
-            initialisations); otherwise one model is built under ``seed`` and every child is an
-            exact copy of it. Child 0 is the same model either way.
+        independent_init: when True child i is built under ``child_seed(seed, first_child + i)``
+            (different random initialisations, none of them another seed's child 0); otherwise
+            one model is built under ``seed`` and every child is an exact copy of it. Child 0
+            (of the whole population) is the same model either way.
+        first_child: the global index of this population's first child (a distributed rank
+            that holds children lo..hi-1 passes lo), so that each child's initialisation
+            depends on its index in the whole population only.
         seed: seed of the builds above.
         amp: bfloat16 autocast for forward passes; None means on for CUDA, off elsewhere. The
             master weights, gradients, momentum buffers and losses stay float32.
@@ -77,6 +95,7 @@ class Population:
         weight_decay: float = 1e-4,
         nesterov: bool = False,
         independent_init: bool = False,
+        first_child: int = 0,
         seed: int = 0,
         amp: bool | None = None,
         channels_last: bool = False,
@@ -123,7 +142,8 @@ class Population:
             keep_freed_memory()
 
         if independent_init:
-            models = [_build(model_fn, self.seed + i, device) for i in range(self.p)]
+            models = [_build(model_fn, child_seed(self.seed, int(first_child) + i), device)
+                      for i in range(self.p)]
         else:
             first = _build(model_fn, self.seed, device)
             models = [first] + [copy.deepcopy(first) for _ in range(self.p - 1)]
