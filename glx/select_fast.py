@@ -28,7 +28,7 @@ import math
 import numbers
 import operator
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -118,6 +118,18 @@ def _check_k(k) -> int:
     if k < 1:
         raise ValueError(f"k: expected an integer >= 1, got {k!r}")
     return k
+
+
+def _check_walk(scores, rule, epsilon_mode, epsilon) -> tuple[torch.Tensor, str, str, Any]:
+    """The checks every lexicase entry point makes: scores as a (p, n) tensor, the tie rule, the
+    epsilon mode and epsilon; pass/fail scores for the rules that need them."""
+    scores = _as_scores(scores)
+    rule = _check_rule(rule)
+    mode = _check_mode(epsilon_mode)
+    eps = _check_epsilon(epsilon, scores.shape[1], rule)
+    if rule != "standard":
+        _check_binary(scores, rule)
+    return scores, rule, mode, eps
 
 
 def _check_rule(rule) -> str:
@@ -545,13 +557,8 @@ def lexicase_ordered(scores, orders, *, rule: str = "standard", epsilon=None,
     ``(winners, cases_used, deciding)`` as CPU LongTensors, ``deciding`` = -1 after a
     fallback draw.
     """
-    rule = _check_rule(rule)
-    mode = _check_mode(epsilon_mode)
-    scores = _as_scores(scores)
+    scores, rule, mode, eps = _check_walk(scores, rule, epsilon_mode, epsilon)
     p, n = scores.shape
-    eps = _check_epsilon(epsilon, n, rule)
-    if rule != "standard":
-        _check_binary(scores, rule)
     g = _generator(generator)
     orders = torch.as_tensor(orders, dtype=torch.long)
     if orders.dim() == 1:
@@ -590,14 +597,9 @@ def lexicase(scores, k: int = 1, *, epsilon=None, epsilon_mode: str = "semi-dyna
     with p <= 64 are walked as bitmasks (one integer operation per case instead of one per
     candidate).
     """
-    scores = _as_scores(scores)
     k = _check_k(k)
-    rule = _check_rule(rule)
-    mode = _check_mode(epsilon_mode)
+    scores, rule, mode, eps = _check_walk(scores, rule, epsilon_mode, epsilon)
     p, n = scores.shape
-    eps = _check_epsilon(epsilon, n, rule)
-    if rule != "standard":
-        _check_binary(scores, rule)
     weights = _check_weights(case_weights, n)
     frac = _check_downsample(downsample)
     g = _generator(generator)
@@ -861,13 +863,8 @@ def selection_probabilities(scores, *, epsilon=None, epsilon_mode: str = "semi-d
     they fall in the order does not matter. Pools are bitmasks, and (pool, remaining) states
     are memoised.
     """
-    scores = _as_scores(scores)
-    rule = _check_rule(rule)
-    mode = _check_mode(epsilon_mode)
+    scores, rule, mode, eps = _check_walk(scores, rule, epsilon_mode, epsilon)
     p, n = scores.shape
-    eps = _check_epsilon(epsilon, n, rule)
-    if rule != "standard":
-        _check_binary(scores, rule)
     if p > _EXACT_MAX_P:
         raise ValueError(f"scores: p = {p} candidates is too many for exact probabilities "
                          f"(limit {_EXACT_MAX_P})")
