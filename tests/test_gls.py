@@ -190,8 +190,8 @@ def test_winner_becomes_next_parent(monkeypatch):
         assert torch.equal(parent[k], v), k
 
 
-@pytest.mark.parametrize("policy", ["reset", "inherit"])
-def test_momentum_policy_reaches_adopt(monkeypatch, policy):
+def spy_adopt(monkeypatch) -> list:
+    """Record the momentum policy of every `Population.adopt` call (the call itself goes on)."""
     seen = []
     original = Population.adopt
 
@@ -200,6 +200,12 @@ def test_momentum_policy_reaches_adopt(monkeypatch, policy):
         return original(self, winner, momentum_policy)
 
     monkeypatch.setattr(Population, "adopt", spy)
+    return seen
+
+
+@pytest.mark.parametrize("policy", ["reset", "inherit"])
+def test_momentum_policy_reaches_adopt(monkeypatch, policy):
+    seen = spy_adopt(monkeypatch)
     gls.Trainer(small(momentum_policy=policy)).step()
     assert seen == [policy]
 
@@ -420,14 +426,7 @@ def test_sgd_runs_fractional_epochs():
 
 
 def test_sgd_keeps_its_momentum_and_refuses_reset(monkeypatch):
-    seen = []
-    original = Population.adopt
-
-    def spy(self, winner, momentum_policy="reset"):
-        seen.append(momentum_policy)
-        return original(self, winner, momentum_policy)
-
-    monkeypatch.setattr(Population, "adopt", spy)
+    seen = spy_adopt(monkeypatch)
     trainer = gls.Trainer(small(method="sgd", generations=2))
     assert trainer.cfg.momentum_policy == "inherit"
     trainer.step()
